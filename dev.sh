@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Sets everything up, then runs the gateway (./dev.sh run) or the whole test suite (./dev.sh test).
+# Works on a fresh Debian machine: as root it installs what is missing with apt-get.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VENV=${VENV:-.venv}
+
+need_apt() {
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+        echo "missing: $*; install it (Debian: apt-get install $*) and retry" >&2
+        exit 1
+    fi
+    if [ -z "${APT_UPDATED:-}" ]; then
+        apt-get update -qq
+        APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+python_ok() {
+    "$1" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null
+}
+
+find_python() {
+    for candidate in python3 python3.13 python3.12 python3.11; do
+        if command -v "$candidate" >/dev/null && python_ok "$candidate"; then
+            echo "$candidate"
+            return
+        fi
+    done
+    need_apt python3 python3-venv
+    python_ok python3 || { echo "Python 3.11 or newer is required" >&2; exit 1; }
+    echo python3
+}
+
+setup_venv() {
+    local extras=$1 stamp
+    if [ ! -x "$VENV/bin/python" ]; then
+        "$(find_python)" -m venv "$VENV"
+    fi
+    stamp="$VENV/.installed-$extras-$(sha1sum pyproject.toml | cut -c1-12)"
+    if [ ! -f "$stamp" ]; then
+        "$VENV/bin/python" -m pip install -q --upgrade pip
+        "$VENV/bin/python" -m pip install -q -e ".$extras"
+        rm -f "$VENV"/.installed-*
+        touch "$stamp"
+    fi
+}
+
+setup_chromium() {
+    # The browser tests drive Debian's Chromium through Playwright (never its own download).
+    if [ ! -x /usr/bin/chromium ]; then
+        need_apt chromium fonts-dejavu-core
+    fi
+}
+
+case "${1:-}" in
+run)
+    shift
+    setup_venv ""
+    exec "$VENV/bin/python" -m gateway "$@"
+    ;;
+test)
+    shift
+    setup_venv "[test]"
+    setup_chromium
+    "$VENV/bin/ruff" check gateway processors tests bench
+    "$VENV/bin/ruff" format --check gateway processors tests bench
+    "$VENV/bin/mypy"
+    exec "$VENV/bin/python" -m pytest "$@"
+    ;;
+*)
+    echo "usage: $0 run [--config PATH] [--host H] [--port P] | test [pytest args]" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,89 @@
+"""Builds the aiohttp application: routes, error handling, CORS and lifetimes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from . import api
+from .appkeys import CONFIG, REGISTRY
+from .config import Config
+from .errors import GatewayError
+from .rooms.registry import Registry
+from .signaling import ice, websocket, whep, whip
+
+logger = logging.getLogger(__name__)
+
+WEB_ROOT = Path(__file__).parent / "web"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure becomes a JSON body with a status; nothing escapes to aiohttp."""
+    try:
+        return await handler(request)
+    except GatewayError as exc:
+        return web.json_response(exc.to_json(), status=exc.status)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {404: "not-found", 405: "method-not-allowed", 413: "body-too-large"}.get(
+            exc.status, "http-error"
+        )
+        response = web.json_response({"error": code, "message": exc.reason}, status=exc.status)
+        if exc.status == 405 and "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    except Exception:
+        logger.exception("%s %s failed", request.method, request.path)
+        return web.json_response(
+            {"error": "internal-error", "message": "internal error"}, status=500
+        )
+
+
+@web.middleware
+async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Lets pages from other origins use WHIP, WHEP and the API (RFC 9725 4.5)."""
+    response = await handler(request)
+    origins = request.app[CONFIG].server.cors_origins
+    origin = request.headers.get("Origin")
+    if origin and ("*" in origins or origin in origins):
+        headers = response.headers
+        headers["Access-Control-Allow-Origin"] = "*" if "*" in origins else origin
+        headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, DELETE, OPTIONS"
+        headers["Access-Control-Allow-Headers"] = "Content-Type, Authorization, If-Match"
+        headers["Access-Control-Expose-Headers"] = "Location, ETag, Link, Accept-Post"
+        headers["Access-Control-Max-Age"] = "600"
+        if "*" not in origins:
+            headers["Vary"] = "Origin"
+    return response
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(WEB_ROOT / "index.html")
+
+
+def create_app(config: Config) -> web.Application:
+    ice.restrict_host_addresses(config.ice.addresses)
+    app = web.Application(middlewares=[cors, errors], client_max_size=config.server.max_body_bytes)
+    app[CONFIG] = config
+
+    async def lifetime(app: web.Application) -> AsyncIterator[None]:
+        registry = Registry(config)
+        app[REGISTRY] = registry
+        yield
+        # Shutdown: every peer connection closes, every subscriber is told.
+        await registry.close()
+
+    app.cleanup_ctx.append(lifetime)
+    api.add_routes(app)
+    whip.add_routes(app)
+    whep.add_routes(app)
+    app.router.add_get("/ws", websocket.handler)
+    app.router.add_get("/", index)
+    app.router.add_static("/", WEB_ROOT, show_index=False)
+    return app

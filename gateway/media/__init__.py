@@ -1,0 +1,1 @@
+"""Media plane: encoded-frame tap, publishers, forwarders and subscribers."""

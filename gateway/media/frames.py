@@ -1,0 +1,75 @@
+"""Encoded frames and the codec facts the packet path needs (keyframe, frame start)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# H.264 NAL unit types (RFC 6184 / ITU-T H.264 table 7-1).
+_NAL_IDR = 5
+_NAL_SPS = 7
+_NAL_AUD = 9
+_NAL_STAP_A = 24
+_NAL_FU_A = 28
+
+
+@dataclass(slots=True)
+class EncodedFrame:
+    """One complete encoded frame as the publisher sent it, reassembled from RTP."""
+
+    data: bytes
+    timestamp: int  # RTP timestamp (32-bit, as received)
+    keyframe: bool
+    # True when frames were lost before this one: a video decoder needs a keyframe now.
+    discontinuity: bool
+    arrival_ms: int
+    ssrc: int
+
+
+def is_keyframe(codec: str, data: bytes) -> bool:
+    """Whether a depayloaded frame can be decoded on its own."""
+    if codec == "VP8":
+        # VP8 frame tag (RFC 6386 9.1): bit 0 of the first byte is 0 for key frames.
+        return len(data) > 0 and (data[0] & 0x01) == 0
+    if codec == "H264":
+        return _NAL_IDR in _annexb_nal_types(data)
+    # Audio codecs have no inter-frame dependency we care about.
+    return True
+
+
+def vp8_resolution(data: bytes) -> tuple[int, int] | None:
+    """Width and height from a VP8 keyframe header (RFC 6386 9.1), else None."""
+    if len(data) < 10 or data[0] & 0x01 or data[3:6] != b"\x9d\x01\x2a":
+        return None
+    width = int.from_bytes(data[6:8], "little") & 0x3FFF
+    height = int.from_bytes(data[8:10], "little") & 0x3FFF
+    return width, height
+
+
+def starts_frame(codec: str, payload: bytes) -> bool:
+    """Whether an RTP payload (still carrying its payload header) begins a frame.
+
+    Only used to find a first frame boundary when no earlier marker bit is known
+    (start of stream, or after giving up on lost packets).
+    """
+    if not payload:
+        return False
+    if codec == "VP8":
+        # VP8 payload descriptor (RFC 7741 4.2): S bit set and partition index 0.
+        return bool(payload[0] & 0x10) and (payload[0] & 0x0F) == 0
+    if codec == "H264":
+        nal_type = payload[0] & 0x1F
+        if nal_type in (_NAL_SPS, _NAL_AUD):
+            return True
+        if nal_type == _NAL_STAP_A and len(payload) > 3:
+            return (payload[3] & 0x1F) in (_NAL_SPS, _NAL_AUD)
+        return False
+    return True
+
+
+def _annexb_nal_types(data: bytes) -> set[int]:
+    types: set[int] = set()
+    pos = data.find(b"\x00\x00\x01")
+    while pos != -1 and pos + 3 < len(data):
+        types.add(data[pos + 3] & 0x1F)
+        pos = data.find(b"\x00\x00\x01", pos + 3)
+    return types

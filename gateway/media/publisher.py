@@ -1,0 +1,147 @@
+"""The ingest side of one published track: encoded frames in, shared packets out."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import logging
+import time
+import uuid
+from typing import Any
+
+import av
+from aiortc import RTCRtpReceiver
+
+from . import tap
+from .assembler import FrameAssembler
+from .forwarder import Forwarder
+from .frames import EncodedFrame, vp8_resolution
+from .keyframes import KeyframeRequester
+from .subscriber import Subscriber
+
+logger = logging.getLogger(__name__)
+
+
+class Publisher:
+    """Receives one track's encoded frames from aiortc and forwards them.
+
+    Frames become one av.Packet each (pts = RTP timestamp since the first frame),
+    shared by all subscribers: no decode, no encode, no copy per viewer.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        codec: str,
+        clock_rate: int,
+        receiver: RTCRtpReceiver,
+        keyframe_interval_s: float,
+    ) -> None:
+        self.id = uuid.uuid4().hex[:12]
+        self.kind = kind
+        self.codec = codec
+        self._receiver = receiver
+        self._time_base = fractions.Fraction(1, clock_rate)
+        self._assembler = FrameAssembler(codec, kind)
+        self.forwarder = Forwarder()
+        self.keyframes = KeyframeRequester(keyframe_interval_s, self._send_pli)
+        self._ssrc: int | None = None
+        self._first_ts: int | None = None
+        self._last_ts = 0
+        self._ts_cycles = 0
+        self._pli_tasks: set[asyncio.Task[None]] = set()
+        self.started_at = time.monotonic()
+        self.frames_in = 0
+        self.bytes_in = 0
+        self.keyframes_in = 0
+        self.gaps = 0
+        self.resolution: tuple[int, int] | None = None
+        self.closed = False
+        tap.tap_receiver(receiver, self._assembler, self.on_frames)
+
+    def on_frames(self, frames: list[EncodedFrame]) -> None:
+        for frame in frames:
+            self._deliver(frame)
+
+    def _deliver(self, frame: EncodedFrame) -> None:
+        if self.closed:
+            return
+        if self._ssrc is None:
+            self._ssrc = frame.ssrc
+            self.keyframes.retry()
+        packet = av.Packet(frame.data)
+        packet.pts = self._pts(frame.timestamp)
+        packet.time_base = self._time_base
+        self.frames_in += 1
+        self.bytes_in += len(frame.data)
+        if self.kind == "video":
+            if frame.discontinuity:
+                self.gaps += 1
+                self.forwarder.gap()
+                self.keyframes.request()
+            if frame.keyframe:
+                self.keyframes_in += 1
+                self.keyframes.keyframe_arrived()
+                if self.codec == "VP8":
+                    self.resolution = vp8_resolution(frame.data) or self.resolution
+        self.forwarder.forward(packet, frame.keyframe)
+
+    def _pts(self, timestamp: int) -> int:
+        """RTP timestamp unwrapped past 2**32 and made relative to the first frame."""
+        if self._first_ts is None:
+            self._first_ts = timestamp
+            self._last_ts = timestamp
+        elif timestamp < self._last_ts and self._last_ts - timestamp > 0x80000000:
+            self._ts_cycles += 1
+            self._last_ts = timestamp
+        elif timestamp > self._last_ts and timestamp - self._last_ts < 0x80000000:
+            self._last_ts = timestamp
+        return (self._ts_cycles << 32) + timestamp - self._first_ts
+
+    def subscribe(self, capacity: int) -> Subscriber:
+        subscriber = Subscriber(
+            self.kind, capacity, self.keyframes.request, on_stop=self.forwarder.remove
+        )
+        self.forwarder.add(subscriber)
+        return subscriber
+
+    def _send_pli(self) -> bool:
+        if self._ssrc is None or self.closed:
+            return False
+        task = asyncio.ensure_future(tap.send_pli(self._receiver, self._ssrc))
+        self._pli_tasks.add(task)
+        task.add_done_callback(self._pli_tasks.discard)
+        return True
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.keyframes.close()
+        for subscriber in self.forwarder.subscribers:
+            subscriber.stop()
+
+    def stats(self) -> dict[str, Any]:
+        elapsed = max(time.monotonic() - self.started_at, 1e-6)
+        subscribers = self.forwarder.subscribers
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "codec": self.codec,
+            "frames_received": self.frames_in,
+            "bytes_received": self.bytes_in,
+            "keyframes_received": self.keyframes_in,
+            "bitrate_in_bps": int(self.bytes_in * 8 / elapsed),
+            "resolution": list(self.resolution) if self.resolution else None,
+            "frames_forwarded": sum(s.frames_sent for s in subscribers),
+            "bytes_forwarded": sum(s.bytes_sent for s in subscribers),
+            "frames_decoded": tap.frames_decoded(self._receiver),
+            "drops": sum(s.dropped_overflow for s in subscribers),
+            "skipped_until_keyframe": sum(s.skipped_until_keyframe for s in subscribers),
+            "upstream_gaps": self.gaps,
+            "packets_late": self._assembler.packets_late,
+            "keyframe_requests_upstream": self.keyframes.sent,
+            "keyframe_requests_coalesced": self.keyframes.coalesced,
+            "tap_errors": tap.tap_errors(self._receiver),
+            "subscribers": len(subscribers),
+        }

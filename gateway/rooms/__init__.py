@@ -1,0 +1,1 @@
+"""Rooms and sessions: who publishes and who watches, and their lifetimes."""

@@ -1,0 +1,102 @@
+"""ICE setup: STUN/TURN servers, the addresses we gather on, and remote candidates."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+
+import aioice.ice
+from aiortc import RTCConfiguration, RTCIceCandidate, RTCIceServer
+from aiortc.sdp import candidate_from_sdp
+
+from ..config import IceSettings
+from ..errors import bad_request
+
+_original_host_addresses: Callable[[bool, bool], list[str]] = aioice.ice.get_host_addresses
+
+
+def restrict_host_addresses(addresses: list[str]) -> None:
+    """Choose the local addresses host candidates are gathered on, process-wide.
+
+    aioice gathers on every interface except 127.0.0.1 and has no setting for it.
+    An empty list means every interface plus loopback (local browsers and tests on
+    one machine need 127.0.0.1); a list means exactly those addresses.
+    """
+    wanted = [ipaddress.ip_address(a) for a in addresses]
+
+    def host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        if wanted:
+            return [
+                str(a)
+                for a in wanted
+                if (a.version == 4 and use_ipv4) or (a.version == 6 and use_ipv6)
+            ]
+        found = _original_host_addresses(use_ipv4, use_ipv6)
+        if use_ipv4 and "127.0.0.1" not in found:
+            found.append("127.0.0.1")
+        return found
+
+    aioice.ice.get_host_addresses = host_addresses
+
+
+def rtc_configuration(settings: IceSettings) -> RTCConfiguration:
+    # An explicit (possibly empty) list: with None aiortc falls back to a public STUN server.
+    return RTCConfiguration(
+        iceServers=[
+            RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
+            for s in settings.servers
+        ]
+    )
+
+
+def client_ice_servers(settings: IceSettings) -> list[dict[str, object]]:
+    """The ICE servers as a browser's RTCConfiguration wants them."""
+    servers: list[dict[str, object]] = []
+    for s in settings.servers:
+        entry: dict[str, object] = {"urls": s.urls}
+        if s.username is not None:
+            entry["username"] = s.username
+            entry["credential"] = s.credential
+        servers.append(entry)
+    return servers
+
+
+def link_headers(settings: IceSettings) -> list[str]:
+    """WHIP/WHEP ``Link: <url>; rel="ice-server"`` values (RFC 9725 section 4.6)."""
+    values: list[str] = []
+    for s in settings.servers:
+        for url in s.urls:
+            value = f'<{url}>; rel="ice-server"'
+            if s.username is not None:
+                value += (
+                    f'; username="{s.username}"; credential="{s.credential}"'
+                    '; credential-type="password"'
+                )
+            values.append(value)
+    return values
+
+
+def parse_candidate(
+    candidate: str, sdp_mid: str | None, sdp_mline_index: int | None
+) -> RTCIceCandidate | None:
+    """A remote candidate from signaling; None for an mDNS one (ignored on purpose)."""
+    text = candidate.strip()
+    if text.startswith("a="):
+        text = text[2:]
+    if text.startswith("candidate:"):
+        text = text[len("candidate:") :]
+    try:
+        parsed = candidate_from_sdp(text)
+    except Exception as exc:
+        raise bad_request(
+            f"malformed ICE candidate: {candidate[:200]!r}", "invalid-candidate"
+        ) from exc
+    if parsed.protocol.lower() not in ("udp", "tcp"):
+        raise bad_request(f"unknown candidate transport {parsed.protocol!r}", "invalid-candidate")
+    if parsed.ip.endswith(".local"):
+        return None
+    parsed.sdpMid = sdp_mid
+    parsed.sdpMLineIndex = sdp_mline_index
+    if sdp_mid is None and sdp_mline_index is None:
+        parsed.sdpMLineIndex = 0
+    return parsed

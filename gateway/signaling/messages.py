@@ -1,0 +1,91 @@
+"""The WebSocket protocol's messages: parsing and checking what clients send."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import GatewayError
+
+PROTOCOL_VERSION = 1
+
+# Required fields and their types, per client message type.
+_SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "publish": {"room": str, "sdp": str},
+    "subscribe": {"room": str, "sdp": str},
+    "candidate": {"session": str},
+    "leave": {"session": str},
+    "watch": {"room": str},
+    "unwatch": {"room": str},
+    "ping": {},
+}
+
+
+class ProtocolError(GatewayError):
+    def __init__(self, code: str, message: str, request_id: Any = None) -> None:
+        super().__init__(400, code, message)
+        self.request_id = request_id
+
+
+@dataclass
+class Message:
+    type: str
+    fields: dict[str, Any]
+    request_id: Any
+
+    def __getitem__(self, key: str) -> Any:
+        return self.fields[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.fields.get(key, default)
+
+
+def parse(text: str) -> Message:
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ProtocolError("invalid-json", f"the message is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ProtocolError("invalid-message", "a message must be a JSON object")
+    request_id = data.get("id")
+    if request_id is not None and not isinstance(request_id, str | int):
+        raise ProtocolError("invalid-message", "'id' must be a string or an integer")
+    kind = data.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError("invalid-message", "a message needs a string 'type'", request_id)
+    schema = _SCHEMA.get(kind)
+    if schema is None:
+        raise ProtocolError(
+            "unknown-type", f"unknown message type {kind!r}; known: {sorted(_SCHEMA)}", request_id
+        )
+    for key, expected in schema.items():
+        if not isinstance(data.get(key), expected):
+            raise ProtocolError("invalid-message", f"{kind!r} needs a string {key!r}", request_id)
+    if kind == "candidate":
+        _check_candidate(data.get("candidate"), request_id)
+    return Message(kind, data, request_id)
+
+
+def _check_candidate(candidate: Any, request_id: Any) -> None:
+    if candidate is None:
+        return
+    ok = (
+        isinstance(candidate, dict)
+        and isinstance(candidate.get("candidate"), str)
+        and isinstance(candidate.get("sdpMid"), str | type(None))
+        and isinstance(candidate.get("sdpMLineIndex"), int | type(None))
+    )
+    if not ok:
+        raise ProtocolError(
+            "invalid-candidate",
+            "'candidate' must be null or {candidate: string, sdpMid?: string, sdpMLineIndex?: int}",
+            request_id,
+        )
+
+
+def error(exc: GatewayError, request_id: Any = None) -> dict[str, Any]:
+    message: dict[str, Any] = {"type": "error", "code": exc.code, "message": exc.message}
+    if request_id is not None:
+        message["id"] = request_id
+    return message

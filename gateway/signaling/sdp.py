@@ -1,0 +1,115 @@
+"""Checks SDP offers before they reach aiortc, and edits candidate lines."""
+
+from __future__ import annotations
+
+import re
+
+from aiortc.sdp import SessionDescription
+
+from ..errors import GatewayError, bad_request
+
+_MEDIA_KINDS = ("audio", "video")
+_CANDIDATE_LINE = re.compile(r"^a=candidate:(\S+) (\d) (\S+) (\d+) (\S+) (\d+) typ (\S+)(.*)$")
+
+
+def parse_offer(sdp: str, *, want: str) -> SessionDescription:
+    """Parse and sanity-check an offer. ``want`` is "send" (publish) or "recv" (watch)."""
+    if not sdp.strip():
+        raise bad_request("the SDP offer is empty", "invalid-sdp")
+    if not sdp.lstrip().startswith("v=0"):
+        raise bad_request("the body is not an SDP offer (it must start with v=0)", "invalid-sdp")
+    try:
+        description = SessionDescription.parse(sdp)
+    except Exception as exc:  # aiortc's parser raises many kinds on malformed input
+        raise bad_request(f"the SDP offer cannot be parsed: {exc}", "invalid-sdp") from exc
+    media = [m for m in description.media if m.kind in _MEDIA_KINDS]
+    if not media:
+        raise bad_request("the SDP offer has no audio or video section", "invalid-sdp")
+    for m in media:
+        if m.ice is None or not m.ice.usernameFragment or not m.ice.password:
+            raise bad_request(
+                "the SDP offer lacks ICE credentials (ice-ufrag/ice-pwd)", "invalid-sdp"
+            )
+        if m.dtls is None or not m.dtls.fingerprints:
+            raise bad_request("the SDP offer lacks a DTLS fingerprint: not WebRTC", "invalid-sdp")
+        if not m.profile.startswith("UDP/TLS/RTP/SAVPF") and m.profile != "UDP/TLS/RTP/SAVP":
+            raise bad_request(f"media profile {m.profile} is not WebRTC's", "invalid-sdp")
+    directions = {m.direction or "sendrecv" for m in media if m.port != 0}
+    allowed = {"send": {"sendonly", "sendrecv"}, "recv": {"recvonly", "sendrecv"}}[want]
+    if not directions & allowed:
+        verb = "publish (sendonly)" if want == "send" else "watch (recvonly)"
+        raise GatewayError(
+            422,
+            "wrong-direction",
+            f"the offer's media directions {sorted(directions)} cannot {verb}",
+        )
+    return description
+
+
+def offered_codecs(description: SessionDescription, kind: str) -> list[str]:
+    names: list[str] = []
+    for m in description.media:
+        if m.kind == kind:
+            names.extend(c.name for c in m.rtp.codecs if c.name not in names)
+    return names
+
+
+def strip_mdns_candidates(sdp: str) -> str:
+    """Drop ``<uuid>.local`` candidates: the browser's address is learned from its
+    STUN checks instead (peer-reflexive), so we never resolve mDNS names."""
+    return (
+        "\r\n".join(
+            line
+            for line in sdp.splitlines()
+            if not (line.startswith("a=candidate:") and _candidate_host(line).endswith(".local"))
+        )
+        + "\r\n"
+    )
+
+
+def strip_candidates(sdp: str) -> str:
+    """Remove candidate lines (they are sent separately, trickled)."""
+    return (
+        "\r\n".join(
+            line
+            for line in sdp.splitlines()
+            if not line.startswith("a=candidate:") and line != "a=end-of-candidates"
+        )
+        + "\r\n"
+    )
+
+
+def candidate_lines(sdp: str) -> list[tuple[int, str, str]]:
+    """(m-line index, mid, candidate attribute without 'a=') for each candidate."""
+    found: list[tuple[int, str, str]] = []
+    index, mid = -1, ""
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            index += 1
+            mid = ""
+        elif line.startswith("a=mid:"):
+            mid = line[6:].strip()
+        elif line.startswith("a=candidate:") and index >= 0:
+            found.append((index, mid, line[2:]))
+    return found
+
+
+def announce_address(sdp: str, address: str) -> str:
+    """Add a copy of every host candidate at the announced (1:1 NAT) address."""
+    out: list[str] = []
+    for line in sdp.splitlines():
+        out.append(line)
+        match = _CANDIDATE_LINE.match(line)
+        if match and match.group(7) == "host" and match.group(5) != address:
+            foundation, component, transport, priority, _, port, _, rest = match.groups()
+            # Slightly higher priority: the public address is the one remote peers reach.
+            out.append(
+                f"a=candidate:{foundation}a {component} {transport} {int(priority) + 1} "
+                f"{address} {port} typ host{rest}"
+            )
+    return "\r\n".join(out) + "\r\n"
+
+
+def _candidate_host(line: str) -> str:
+    parts = line.split()
+    return parts[4] if len(parts) > 4 else ""

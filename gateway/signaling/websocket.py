@@ -1,0 +1,188 @@
+"""The WebSocket signaling endpoint: publish, subscribe, trickle ICE, room events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from ..appkeys import CONFIG, REGISTRY
+from ..errors import GatewayError, bad_request
+from ..rooms.registry import Registry
+from ..rooms.room import Room
+from ..rooms.session import Session
+from . import ice, messages, sdp
+
+logger = logging.getLogger(__name__)
+
+
+class Channel:
+    """One WebSocket client: the sessions it opened and the rooms it watches.
+
+    Its sessions end when the socket closes. Messages are handled one at a time,
+    in order, so a client's candidates never overtake the offer they belong to.
+    """
+
+    def __init__(self, ws: web.WebSocketResponse, registry: Registry) -> None:
+        self.ws = ws
+        self.registry = registry
+        self.sessions: dict[str, Session] = {}
+        self.watching: dict[str, Room] = {}
+        # Events are queued and written by one task: room events fire from
+        # synchronous callbacks, and writes to one socket must not interleave.
+        self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=1000)
+        self.dropped_events = 0
+
+    def send(self, message: dict[str, Any]) -> None:
+        try:
+            self._outbox.put_nowait(message)
+        except asyncio.QueueFull:
+            # A client that does not read its socket loses events, not the server's memory.
+            self.dropped_events += 1
+
+    async def writer(self) -> None:
+        while (message := await self._outbox.get()) is not None:
+            if self.ws.closed:
+                break
+            try:
+                await self.ws.send_str(json.dumps(message))
+            except (ConnectionError, RuntimeError):
+                break
+
+    async def handle(self, text: str) -> None:
+        request_id = None
+        try:
+            message = messages.parse(text)
+            request_id = message.request_id
+            await self._dispatch(message)
+        except messages.ProtocolError as exc:
+            self.send(messages.error(exc, exc.request_id))
+        except GatewayError as exc:
+            self.send(messages.error(exc, request_id))
+        except Exception:
+            logger.exception("websocket message failed")
+            self.send(
+                messages.error(GatewayError(500, "internal-error", "internal error"), request_id)
+            )
+
+    async def _dispatch(self, message: messages.Message) -> None:
+        kind = message.type
+        if kind == "ping":
+            self.send({"type": "pong", "id": message.request_id})
+        elif kind in ("publish", "subscribe"):
+            await self._negotiate(message)
+        elif kind == "candidate":
+            session = self._own(message["session"])
+            candidate = message.get("candidate")
+            if candidate is None:
+                await session.add_candidate(None)
+            else:
+                await session.add_candidate(
+                    candidate["candidate"], candidate.get("sdpMid"), candidate.get("sdpMLineIndex")
+                )
+        elif kind == "leave":
+            session = self._own(message["session"])
+            await session.close("left")
+        elif kind == "watch":
+            self._watch(message["room"])
+        elif kind == "unwatch":
+            room = self.watching.pop(message["room"], None)
+            if room is not None:
+                room.unlisten(self.send)
+                self.registry.release_if_idle(room)
+
+    async def _negotiate(self, message: messages.Message) -> None:
+        room = message["room"]
+        if message.type == "publish":
+            session, answer = await self.registry.publish(room, message["sdp"], "ws")
+        else:
+            session, answer = await self.registry.subscribe(room, message["sdp"], "ws")
+        self.sessions[session.id] = session
+        session.on_close(self._session_closed)
+        self.send(
+            {
+                "type": "answer",
+                "id": message.request_id,
+                "session": session.id,
+                "room": room,
+                "role": session.role,
+                "sdp": sdp.strip_candidates(answer),
+            }
+        )
+        # Our candidates are trickled: the same path a gatherer that finishes
+        # after the answer would take.
+        for index, mid, candidate in sdp.candidate_lines(answer):
+            self.send(
+                {
+                    "type": "candidate",
+                    "session": session.id,
+                    "candidate": {"candidate": candidate, "sdpMid": mid, "sdpMLineIndex": index},
+                }
+            )
+        self.send({"type": "candidate", "session": session.id, "candidate": None})
+
+    def _own(self, session_id: str) -> Session:
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise GatewayError(404, "unknown-session", f"no session {session_id!r} on this socket")
+        return session
+
+    def _watch(self, name: str) -> None:
+        if name in self.watching:
+            raise bad_request(f"already watching room {name!r}", "already-watching")
+        room = self.registry.get_or_create_room(name)
+        self.watching[name] = room
+        room.listen(self.send)
+        self.send({"type": "room-state", **room.describe()})
+
+    def _session_closed(self, session: Session) -> None:
+        self.sessions.pop(session.id, None)
+        self.send({"type": "session-ended", "session": session.id, "reason": session.close_reason})
+
+    async def close(self) -> None:
+        for room in self.watching.values():
+            room.unlisten(self.send)
+            self.registry.release_if_idle(room)
+        self.watching.clear()
+        sessions = list(self.sessions.values())
+        self.sessions.clear()
+        await asyncio.gather(*(s.close("socket-closed") for s in sessions), return_exceptions=True)
+        if self._outbox.full():
+            self._outbox.get_nowait()
+        self._outbox.put_nowait(None)  # ends the writer
+
+
+async def handler(request: web.Request) -> web.WebSocketResponse:
+    config = request.app[CONFIG]
+    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=config.server.max_body_bytes)
+    await ws.prepare(request)
+    channel = Channel(ws, request.app[REGISTRY])
+    writer = asyncio.ensure_future(channel.writer())
+    channel.send(
+        {
+            "type": "hello",
+            "protocol": messages.PROTOCOL_VERSION,
+            "ice_servers": ice.client_ice_servers(config.ice),
+        }
+    )
+    try:
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                await channel.handle(msg.data)
+            elif msg.type == WSMsgType.BINARY:
+                channel.send(
+                    messages.error(bad_request("binary messages are not part of the protocol"))
+                )
+            elif msg.type == WSMsgType.ERROR:
+                # Includes messages over max_msg_size: aiohttp then closes with 1009.
+                logger.info("websocket error: %s", ws.exception())
+    finally:
+        await channel.close()
+        try:
+            await asyncio.wait_for(writer, timeout=1)
+        except (TimeoutError, asyncio.CancelledError):
+            writer.cancel()
+    return ws

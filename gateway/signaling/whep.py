@@ -1,0 +1,29 @@
+"""WHEP egress: POST a receive-only SDP offer to watch a room's stream."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .http_session import (
+    SDP_TYPE,
+    answer_response,
+    delete_session,
+    options,
+    patch_session,
+    read_body,
+    registry,
+)
+
+
+async def post(request: web.Request) -> web.Response:
+    offer = await read_body(request, SDP_TYPE)
+    session, answer = await registry(request).subscribe(request.match_info["room"], offer, "whep")
+    return answer_response(request, session, answer, "whep")
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/whep/{room}", post)
+    app.router.add_route("OPTIONS", "/whep/{room}", options)
+    app.router.add_delete("/whep/{room}/{session}", delete_session)
+    app.router.add_patch("/whep/{room}/{session}", patch_session)
+    app.router.add_route("OPTIONS", "/whep/{room}/{session}", options)

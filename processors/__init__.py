@@ -1,0 +1,1 @@
+"""Frame processors for server-side video and audio transforms (the processing path)."""

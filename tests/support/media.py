@@ -1,0 +1,112 @@
+"""Synthetic media whose frames carry their frame number in the pixels."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import math
+import time
+
+import av
+import numpy as np
+from aiortc import MediaStreamTrack
+
+BITS = 16
+VIDEO_RATE = 90000
+# Colour behind the barcode: clearly not grey, so chroma survives encoding.
+CHROMA_U, CHROMA_V = 90, 200
+
+
+def numbered_frame(number: int, width: int, height: int) -> av.VideoFrame:
+    """A yuv420p frame: a row of black/white blocks spelling ``number``, colour below."""
+    y = np.full((height, width), 110, dtype=np.uint8)
+    block = width // BITS
+    for bit in range(BITS):
+        if number >> (BITS - 1 - bit) & 1:
+            y[0:block, bit * block : (bit + 1) * block] = 235
+        else:
+            y[0:block, bit * block : (bit + 1) * block] = 16
+    # A moving bar so the encoder sees motion, as from a real camera.
+    x = (number * 8) % max(width - 32, 1)
+    y[block + 8 :, x : x + 32] = 200
+    u = np.full((height // 2, width // 2), CHROMA_U, dtype=np.uint8)
+    v = np.full((height // 2, width // 2), CHROMA_V, dtype=np.uint8)
+    frame = av.VideoFrame.from_ndarray(
+        np.concatenate([y, u.reshape(-1, width), v.reshape(-1, width)]), format="yuv420p"
+    )
+    return frame
+
+
+def read_frame_number(frame: av.VideoFrame) -> int:
+    plane = frame.to_ndarray(format="yuv420p")[: frame.height]
+    block = frame.width // BITS
+    number = 0
+    for bit in range(BITS):
+        centre = plane[
+            block // 4 : 3 * block // 4, bit * block + block // 4 : bit * block + 3 * block // 4
+        ]
+        number = (number << 1) | int(centre.mean() > 128)
+    return number
+
+
+def mean_chroma(frame: av.VideoFrame) -> tuple[float, float]:
+    planes = frame.to_ndarray(format="yuv420p")
+    h, w = frame.height, frame.width
+    u = planes[h : h + h // 4].reshape(h // 2, w // 2)
+    v = planes[h + h // 4 :].reshape(h // 2, w // 2)
+    return float(u.mean()), float(v.mean())
+
+
+class NumberedVideoTrack(MediaStreamTrack):
+    """Live video at ``fps`` whose frame N shows N; encoded by aiortc (answers PLI)."""
+
+    kind = "video"
+
+    def __init__(self, width: int = 640, height: int = 360, fps: int = 30) -> None:
+        super().__init__()
+        self.width, self.height, self.fps = width, height, fps
+        self.count = 0
+        self._start: float | None = None
+        self.sent_at: dict[int, float] = {}
+
+    async def recv(self) -> av.VideoFrame:
+        if self._start is None:
+            self._start = time.monotonic()
+        due = self._start + self.count / self.fps
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        frame = numbered_frame(self.count, self.width, self.height)
+        frame.pts = int(self.count * VIDEO_RATE / self.fps)
+        frame.time_base = fractions.Fraction(1, VIDEO_RATE)
+        self.sent_at[self.count] = time.monotonic()
+        self.count += 1
+        return frame
+
+
+class ToneTrack(MediaStreamTrack):
+    """A 440 Hz sine at 48 kHz in 20 ms frames."""
+
+    kind = "audio"
+
+    def __init__(self, frequency: float = 440.0) -> None:
+        super().__init__()
+        self.frequency = frequency
+        self._samples = 0
+        self._start: float | None = None
+
+    async def recv(self) -> av.AudioFrame:
+        rate, size = 48000, 960
+        if self._start is None:
+            self._start = time.monotonic()
+        delay = self._start + self._samples / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        t = (np.arange(size) + self._samples) / rate
+        pcm = (np.sin(2 * math.pi * self.frequency * t) * 8000).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = rate
+        frame.pts = self._samples
+        frame.time_base = fractions.Fraction(1, rate)
+        self._samples += size
+        return frame
