@@ -11,7 +11,7 @@ from aiohttp import web
 from . import api
 from .appkeys import CONFIG, REGISTRY
 from .config import Config
-from .errors import GatewayError
+from .errors import GatewayError, not_found
 from .rooms.registry import Registry
 from .signaling import ice, websocket, whep, whip
 
@@ -63,8 +63,13 @@ async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
     return response
 
 
-async def index(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(WEB_ROOT / "index.html")
+async def static_file(request: web.Request) -> web.FileResponse:
+    """The web app's files: a flat directory, so a name never leaves it."""
+    name = request.match_info.get("name") or "index.html"
+    path = WEB_ROOT / name
+    if "/" in name or name.startswith(".") or not path.is_file():
+        raise not_found(f"no page {request.path!r}")
+    return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
 
 
 def create_app(config: Config) -> web.Application:
@@ -84,6 +89,6 @@ def create_app(config: Config) -> web.Application:
     whip.add_routes(app)
     whep.add_routes(app)
     app.router.add_get("/ws", websocket.handler)
-    app.router.add_get("/", index)
-    app.router.add_static("/", WEB_ROOT, show_index=False)
+    app.router.add_get("/", static_file)
+    app.router.add_get("/{name}", static_file)
     return app

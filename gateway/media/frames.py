@@ -54,8 +54,9 @@ def starts_frame(codec: str, payload: bytes) -> bool:
     if not payload:
         return False
     if codec == "VP8":
-        # VP8 payload descriptor (RFC 7741 4.2): S bit set and partition index 0.
-        return bool(payload[0] & 0x10) and (payload[0] & 0x0F) == 0
+        # VP8 payload descriptor (RFC 7741 4.2), X|R|N|S|R|PID(3 bits): S bit set and
+        # partition index 0. The reserved bit 0x08 must be ignored.
+        return bool(payload[0] & 0x10) and (payload[0] & 0x07) == 0
     if codec == "H264":
         nal_type = payload[0] & 0x1F
         if nal_type in (_NAL_SPS, _NAL_AUD):

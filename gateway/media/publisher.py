@@ -55,6 +55,8 @@ class Publisher:
         self.bytes_in = 0
         self.keyframes_in = 0
         self.gaps = 0
+        # Totals of subscribers that have left (live ones are summed on demand).
+        self._retired = {"frames": 0, "bytes": 0, "drops": 0, "skipped": 0}
         self.resolution: tuple[int, int] | None = None
         self.closed = False
         tap.tap_receiver(receiver, self._assembler, self.on_frames)
@@ -99,11 +101,16 @@ class Publisher:
         return (self._ts_cycles << 32) + timestamp - self._first_ts
 
     def subscribe(self, capacity: int) -> Subscriber:
-        subscriber = Subscriber(
-            self.kind, capacity, self.keyframes.request, on_stop=self.forwarder.remove
-        )
+        subscriber = Subscriber(self.kind, capacity, self.keyframes.request, on_stop=self._retire)
         self.forwarder.add(subscriber)
         return subscriber
+
+    def _retire(self, subscriber: Subscriber) -> None:
+        self.forwarder.remove(subscriber)
+        self._retired["frames"] += subscriber.frames_sent
+        self._retired["bytes"] += subscriber.bytes_sent
+        self._retired["drops"] += subscriber.dropped_overflow
+        self._retired["skipped"] += subscriber.skipped_until_keyframe
 
     def _send_pli(self) -> bool:
         if self._ssrc is None or self.closed:
@@ -133,11 +140,12 @@ class Publisher:
             "keyframes_received": self.keyframes_in,
             "bitrate_in_bps": int(self.bytes_in * 8 / elapsed),
             "resolution": list(self.resolution) if self.resolution else None,
-            "frames_forwarded": sum(s.frames_sent for s in subscribers),
-            "bytes_forwarded": sum(s.bytes_sent for s in subscribers),
+            "frames_forwarded": self._retired["frames"] + sum(s.frames_sent for s in subscribers),
+            "bytes_forwarded": self._retired["bytes"] + sum(s.bytes_sent for s in subscribers),
             "frames_decoded": tap.frames_decoded(self._receiver),
-            "drops": sum(s.dropped_overflow for s in subscribers),
-            "skipped_until_keyframe": sum(s.skipped_until_keyframe for s in subscribers),
+            "drops": self._retired["drops"] + sum(s.dropped_overflow for s in subscribers),
+            "skipped_until_keyframe": self._retired["skipped"]
+            + sum(s.skipped_until_keyframe for s in subscribers),
             "upstream_gaps": self.gaps,
             "packets_late": self._assembler.packets_late,
             "keyframe_requests_upstream": self.keyframes.sent,

@@ -37,6 +37,7 @@ class Room:
         self.max_subscribers = max_subscribers
         self.created_at = time.time()
         self.publisher: Session | None = None
+        self._announced = False
         self.subscribers: set[Session] = set()
         self._listeners: set[EventListener] = set()
 
@@ -55,6 +56,7 @@ class Room:
     def announce_publisher(self) -> None:
         """Tell listeners a publisher's tracks are ready to subscribe to."""
         if self.publisher is not None:
+            self._announced = True
             self.emit(
                 {
                     "type": "publisher-joined",
@@ -77,7 +79,9 @@ class Room:
         if self.publisher is not session:
             return
         self.publisher = None
-        self.emit({"type": "publisher-left", "room": self.name, "session": session.id})
+        if self._announced:
+            self._announced = False
+            self.emit({"type": "publisher-left", "room": self.name, "session": session.id})
         # Viewers of a stream that ended have nothing left to receive.
         for subscriber in list(self.subscribers):
             subscriber.close_soon("publisher-left")

@@ -1,0 +1,51 @@
+// The room list: polls GET /api/rooms every 2 s.
+
+const tbody = document.getElementById("rooms");
+const empty = document.getElementById("empty");
+const error = document.getElementById("error");
+
+function cell(text, className) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (className) td.className = className;
+  return td;
+}
+
+function render(rooms) {
+  tbody.replaceChildren(
+    ...rooms.map((room) => {
+      const tr = document.createElement("tr");
+      tr.dataset.room = room.room;
+      const link = document.createElement("a");
+      link.href = `watch.html?room=${encodeURIComponent(room.room)}`;
+      link.textContent = "Watch";
+      const tracks = room.tracks.map((t) => `${t.kind} ${t.codec}`).join(", ");
+      tr.append(
+        cell(room.room, "name"),
+        cell(room.live ? "live" : "waiting", room.live ? "status live" : "status muted"),
+        cell(String(room.viewers), "viewers"),
+        cell(tracks || "–", "tracks"),
+      );
+      const action = document.createElement("td");
+      action.append(link);
+      tr.append(action);
+      return tr;
+    }),
+  );
+  empty.hidden = rooms.length > 0;
+}
+
+async function poll() {
+  try {
+    const response = await fetch("/api/rooms", { cache: "no-store" });
+    if (!response.ok) throw new Error(`GET /api/rooms: HTTP ${response.status}`);
+    render((await response.json()).rooms);
+    error.hidden = true;
+  } catch (err) {
+    error.textContent = `Cannot list rooms: ${err.message}`;
+    error.hidden = false;
+  }
+}
+
+poll();
+setInterval(poll, 2000);

@@ -1,0 +1,284 @@
+// The gateway's WebSocket signaling client (docs/protocol.md, version 1).
+//
+//   const signaling = new Signaling();
+//   await signaling.connect();                  // resolves on `hello`
+//   const session = signaling.createSession(room);
+//   session.pc.ontrack = ...;                   // hook the peer connection up first
+//   await session.subscribe();                  // or: await session.publish(stream)
+//
+// Room events (`room-state`, `publisher-joined`, `publisher-left`), `session-ended`,
+// unsolicited `error`s and `close` are dispatched as CustomEvents whose detail is the message.
+
+export class SignalingError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.name = "SignalingError";
+    this.code = code;
+  }
+}
+
+// Id prefix of messages about an existing session (candidate, leave): they have no reply.
+const SESSION_NOTE = "session:";
+
+function defaultUrl() {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  return `${scheme}://${location.host}/ws`;
+}
+
+export class Signaling extends EventTarget {
+  iceServers = [];
+  #url;
+  #ws = null;
+  #connecting = null;
+  #nextId = 1;
+  #pending = new Map(); // request id -> {resolve, reject, session}
+  #sessions = new Map(); // session id -> PeerSession
+
+  constructor(url = defaultUrl()) {
+    super();
+    this.#url = url;
+  }
+
+  get connected() {
+    return this.#ws !== null && this.#ws.readyState === WebSocket.OPEN;
+  }
+
+  connect() {
+    this.#connecting ??= new Promise((resolve, reject) => {
+      const ws = new WebSocket(this.#url);
+      this.#ws = ws;
+      ws.onmessage = (event) => {
+        let message;
+        try {
+          message = JSON.parse(event.data);
+        } catch {
+          return;
+        }
+        if (message.type === "hello") {
+          this.iceServers = message.ice_servers ?? [];
+          resolve(this);
+        }
+        this.#dispatch(message);
+      };
+      ws.onclose = (event) => {
+        reject(new SignalingError("closed", `cannot connect to ${this.#url}`));
+        this.#closed(event);
+      };
+    });
+    return this.#connecting;
+  }
+
+  close() {
+    this.#ws?.close();
+  }
+
+  send(message) {
+    if (!this.connected) throw new SignalingError("closed", "the signaling socket is closed");
+    this.#ws.send(JSON.stringify(message));
+  }
+
+  /** Sends a request with a fresh id; resolves with the reply, rejects on its `error`. */
+  request(message, session = null) {
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject, session });
+      try {
+        this.send({ ...message, id });
+      } catch (err) {
+        this.#pending.delete(id);
+        reject(err);
+      }
+    });
+  }
+
+  watch(room) {
+    this.send({ type: "watch", room });
+  }
+
+  createSession(room) {
+    return new PeerSession(this, room);
+  }
+
+  /** Used by PeerSession: the gateway sends nothing more about a closed session. */
+  forget(session) {
+    this.#sessions.delete(session.id);
+  }
+
+  /** Used by PeerSession: `candidate` and `leave`, whose errors are only logged. */
+  note(type, sessionId, fields = {}) {
+    if (this.connected) this.send({ type, session: sessionId, ...fields, id: SESSION_NOTE + sessionId });
+  }
+
+  #dispatch(message) {
+    const pending = message.id != null ? this.#pending.get(message.id) : undefined;
+    switch (message.type) {
+      case "answer":
+      case "pong":
+        if (!pending) return;
+        this.#pending.delete(message.id);
+        if (pending.session) {
+          // Register synchronously: the session's candidates follow in the next messages.
+          this.#sessions.set(message.session, pending.session);
+          pending.session.attach(message.session);
+        }
+        pending.resolve(message);
+        return;
+      case "error":
+        if (pending) {
+          this.#pending.delete(message.id);
+          pending.reject(new SignalingError(message.code, message.message));
+          return;
+        }
+        if (String(message.id).startsWith(SESSION_NOTE)) {
+          // About a candidate or leave of a session that may have just ended: not the user's concern.
+          console.warn("gateway:", message.code, message.message);
+          return;
+        }
+        break;
+      case "candidate":
+        this.#sessions.get(message.session)?.remoteCandidate(message.candidate);
+        return;
+      case "session-ended": {
+        const session = this.#sessions.get(message.session);
+        this.#sessions.delete(message.session);
+        session?.ended(message.reason);
+        break;
+      }
+    }
+    this.dispatchEvent(new CustomEvent(message.type, { detail: message }));
+  }
+
+  #closed(event) {
+    this.#ws = null;
+    this.#connecting = null;
+    for (const { reject } of this.#pending.values()) {
+      reject(new SignalingError("closed", "the signaling socket closed"));
+    }
+    this.#pending.clear();
+    // The gateway ends every session of a closed socket.
+    for (const session of this.#sessions.values()) session.ended("socket-closed");
+    this.#sessions.clear();
+    this.dispatchEvent(new CustomEvent("close", { detail: { code: event.code, reason: event.reason } }));
+  }
+}
+
+/** One publish or subscribe: an RTCPeerConnection plus its trickled candidates. */
+export class PeerSession extends EventTarget {
+  id = null;
+  closed = false;
+  requestedAt = null; // performance.now() when the offer was sent
+  #signaling;
+  #room;
+  #remoteReady = false;
+  #remoteQueue = []; // gateway candidates that arrived before the answer was applied
+  #localQueue = []; // our candidates gathered before we knew the session id
+
+  constructor(signaling, room) {
+    super();
+    this.#signaling = signaling;
+    this.#room = room;
+    this.pc = new RTCPeerConnection({ iceServers: signaling.iceServers });
+    this.pc.onicecandidate = ({ candidate }) => {
+      // A null candidate (or an empty one, in older browsers) ends our candidates.
+      this.#localCandidate(candidate?.candidate ? candidate : null);
+    };
+    this.pc.onconnectionstatechange = () => {
+      this.dispatchEvent(new CustomEvent("state", { detail: this.pc.connectionState }));
+    };
+  }
+
+  get state() {
+    return this.closed ? "closed" : this.pc.connectionState;
+  }
+
+  async publish(stream) {
+    for (const track of stream.getTracks()) {
+      this.pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+    }
+    await this.#negotiate("publish");
+  }
+
+  async subscribe(kinds = ["video", "audio"]) {
+    for (const kind of kinds) this.pc.addTransceiver(kind, { direction: "recvonly" });
+    await this.#negotiate("subscribe");
+  }
+
+  async #negotiate(type) {
+    const offer = await this.pc.createOffer();
+    await this.pc.setLocalDescription(offer);
+    this.requestedAt = performance.now();
+    let answer;
+    try {
+      answer = await this.#signaling.request({ type, room: this.#room, sdp: offer.sdp }, this);
+    } catch (err) {
+      this.#shutdown();
+      throw err;
+    }
+    if (this.closed) return;
+    await this.pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
+    this.#remoteReady = true;
+    for (const candidate of this.#remoteQueue.splice(0)) await this.#addRemote(candidate);
+  }
+
+  /** Called by Signaling when the answer names our session id. */
+  attach(id) {
+    this.id = id;
+    if (this.closed) {
+      // Closed while the offer was in flight: end the session the gateway just made.
+      this.#signaling.forget(this);
+      this.#signaling.note("leave", id);
+      return;
+    }
+    for (const candidate of this.#localQueue.splice(0)) this.#sendCandidate(candidate);
+  }
+
+  /** A gateway candidate (null = end of candidates). */
+  remoteCandidate(candidate) {
+    if (this.#remoteReady) this.#addRemote(candidate);
+    else this.#remoteQueue.push(candidate);
+  }
+
+  async #addRemote(candidate) {
+    if (this.closed) return;
+    try {
+      await this.pc.addIceCandidate(candidate ?? undefined);
+    } catch (err) {
+      console.warn("gateway candidate refused", candidate, err);
+    }
+  }
+
+  #localCandidate(candidate) {
+    const payload = candidate && {
+      candidate: candidate.candidate,
+      sdpMid: candidate.sdpMid,
+      sdpMLineIndex: candidate.sdpMLineIndex,
+    };
+    if (this.id === null) this.#localQueue.push(payload);
+    else this.#sendCandidate(payload);
+  }
+
+  #sendCandidate(candidate) {
+    if (!this.closed) this.#signaling.note("candidate", this.id, { candidate });
+  }
+
+  /** Ends the session on our side and tells the gateway. */
+  close() {
+    if (this.closed) return;
+    if (this.id !== null) this.#signaling.note("leave", this.id);
+    this.#shutdown();
+  }
+
+  /** The gateway ended the session. */
+  ended(reason) {
+    if (this.closed) return;
+    this.#shutdown();
+    this.dispatchEvent(new CustomEvent("ended", { detail: reason }));
+  }
+
+  #shutdown() {
+    this.closed = true;
+    if (this.id !== null) this.#signaling.forget(this);
+    this.pc.close();
+    this.dispatchEvent(new CustomEvent("state", { detail: "closed" }));
+  }
+}

@@ -1,0 +1,94 @@
+"""Late viewers start at a fresh keyframe; a stalled viewer never slows the others."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from gateway.media.subscriber import Subscriber
+from tests.conftest import RunningGateway
+from tests.support.media import NumberedVideoTrack, ToneTrack
+from tests.support.peers import wait_for, whep_watch, whip_publish
+
+
+async def video_stats(gateway: RunningGateway) -> dict[str, Any]:
+    stats = await gateway.stats()
+    (video,) = [t for t in stats["rooms"][0]["tracks"] if t["kind"] == "video"]
+    return video
+
+
+async def test_late_viewer_gets_a_keyframe_on_request(gateway: RunningGateway) -> None:
+    video = NumberedVideoTrack(320, 240)
+    publisher = await whip_publish(gateway.http, gateway.base, "late", [video])
+    first = await whep_watch(gateway.http, gateway.base, "late")
+    await wait_for(
+        lambda: len(first.received.numbers) >= 60
+    )  # ~2 s in: well past the first keyframe
+    before = await video_stats(gateway)
+
+    late = await whep_watch(gateway.http, gateway.base, "late")
+    await wait_for(lambda: len(late.received.numbers) >= 10)
+    after = await video_stats(gateway)
+    # The join caused an upstream PLI and the publisher answered with a keyframe.
+    assert after["keyframe_requests_upstream"] > before["keyframe_requests_upstream"]
+    assert after["keyframes_received"] > before["keyframes_received"]
+    # The late viewer's first decoded frame is a recent one, and it decodes cleanly in order.
+    assert late.received.numbers[0] >= 60
+    assert late.received.numbers == sorted(late.received.numbers)
+    assert late.received.sizes == {(320, 240)}
+    await late.close(gateway.http, gateway.base)
+    await first.close(gateway.http, gateway.base)
+    await publisher.close(gateway.http, gateway.base)
+
+
+async def test_stalled_viewer_drops_to_keyframe_without_slowing_others(
+    gateway: RunningGateway,
+) -> None:
+    publisher = await whip_publish(
+        gateway.http, gateway.base, "stall", [NumberedVideoTrack(320, 240), ToneTrack()]
+    )
+    # One viewer never reads what it receives (its own decoder backs up, not ours).
+    idle = await whep_watch(gateway.http, gateway.base, "stall", read=False)
+    healthy = [await whep_watch(gateway.http, gateway.base, "stall") for _ in range(2)]
+    stalled = await whep_watch(gateway.http, gateway.base, "stall")
+    await wait_for(lambda: all(len(v.received.numbers) >= 20 for v in [*healthy, stalled]))
+
+    # Stall the gateway's egress to one viewer for 1.5 s, as a congested sender would be.
+    room = gateway.registry.rooms["stall"]
+    (video_track,) = [p for p in room.publishers if p.kind == "video"]
+    subscriber: Subscriber = video_track.forwarder.subscribers[-1]
+    original_recv = subscriber.recv
+    stalls = 0
+
+    async def stalled_recv() -> Any:
+        nonlocal stalls
+        if stalls == 0:
+            stalls += 1
+            await asyncio.sleep(1.5)
+        return await original_recv()
+
+    before = await video_stats(gateway)
+    subscriber.recv = stalled_recv  # type: ignore[method-assign]
+    marks = [len(v.received.numbers) for v in healthy]
+    stalled_mark = len(stalled.received.numbers)
+    await wait_for(lambda: stalls == 1 and subscriber.dropped_overflow > 0, timeout=20)
+    await wait_for(lambda: len(stalled.received.numbers) > stalled_mark + 20, timeout=20)
+
+    # The stalled viewer dropped, waited for a keyframe (requested), and resumed.
+    stats = await video_stats(gateway)
+    assert subscriber.skipped_until_keyframe > 0
+    assert stats["keyframe_requests_upstream"] > before["keyframe_requests_upstream"]
+    assert stats["drops"] >= subscriber.dropped_overflow > 0
+    resumed = stalled.received.numbers[stalled_mark:]
+    assert resumed == sorted(resumed)
+    # The healthy viewers saw every frame in the meantime: no gaps in their numbering.
+    for viewer, mark in zip(healthy, marks, strict=True):
+        window = viewer.received.numbers[mark:]
+        assert len(window) >= 30
+        assert window == list(range(window[0], window[0] + len(window))), (
+            "a healthy viewer lost frames"
+        )
+
+    for viewer in [idle, *healthy, stalled]:
+        await viewer.close(gateway.http, gateway.base)
+    await publisher.close(gateway.http, gateway.base)
