@@ -210,7 +210,7 @@ async def test_cors_preflight_and_exposed_headers(gateway: RunningGateway) -> No
 
 async def test_client_vanishing_mid_handshake(gateway: RunningGateway) -> None:
     # 1. An HTTP client that sends half a request and disconnects.
-    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.config.server.port)
+    _reader, writer = await asyncio.open_connection("127.0.0.1", gateway.config.server.port)
     writer.write(
         b"POST /whip/vanish HTTP/1.1\r\nHost: x\r\nContent-Type: application/sdp\r\nContent-Length: 5000\r\n\r\nv=0\r\n"
     )
