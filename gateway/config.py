@@ -50,8 +50,7 @@ class MediaSettings:
     video_codecs: list[str] = field(default_factory=lambda: ["VP8", "H264"])
     audio_codecs: list[str] = field(default_factory=lambda: ["opus"])
     keyframe_request_interval_ms: int = 500
-    video_queue_frames: int = 10
-    audio_queue_frames: int = 25
+    viewer_backlog_bytes: int = 262144
 
 
 @dataclass
@@ -214,8 +213,7 @@ def _validate(config: Config) -> None:
         "media.keyframe_request_interval_ms",
         "must not be negative",
     )
-    check(m.video_queue_frames >= 1, "media.video_queue_frames", "must be at least 1")
-    check(m.audio_queue_frames >= 1, "media.audio_queue_frames", "must be at least 1")
+    check(m.viewer_backlog_bytes >= 1500, "media.viewer_backlog_bytes", "must be at least 1500")
     check(config.rooms.max_subscribers >= 1, "rooms.max_subscribers", "must be at least 1")
     check(config.rooms.max_rooms >= 1, "rooms.max_rooms", "must be at least 1")
     check(

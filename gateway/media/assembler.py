@@ -140,10 +140,18 @@ class FrameAssembler:
         return frames
 
     def _head_waited_too_long(self, now_ms: int) -> bool:
-        if not self._slots:
-            return False
-        oldest = min(slot.arrival_ms for slot in self._slots.values())
-        return now_ms - oldest > MAX_WAIT_MS
+        """Whether packets have waited MAX_WAIT_MS behind a missing one.
+
+        Only a gap is waited on: a frame still arriving (a large keyframe paced out
+        over longer than MAX_WAIT_MS) has nothing missing. The wait for a missing
+        packet starts when the first packet behind it arrived.
+        """
+        assert self._next is not None
+        missing = self._next
+        while missing in self._slots:
+            missing += 1
+        held = [slot.arrival_ms for seq, slot in self._slots.items() if seq > missing]
+        return bool(held) and now_ms - min(held) > MAX_WAIT_MS
 
     def _skip_gap(self) -> None:
         """Give up on the missing packets: resume at the next known frame start."""

@@ -1,16 +1,13 @@
-"""Fans one stream of encoded packets out to every subscriber of it."""
+"""Fans one track's outgoing frames out to every subscriber of it."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import av
-
+from .frames import OutgoingFrame
 from .subscriber import Subscriber
 
 
 class Forwarder:
-    """Hands each encoded packet, unchanged and uncopied, to every subscriber."""
+    """Hands each frame, with its RTP payloads built once, to every subscriber."""
 
     def __init__(self) -> None:
         self._subscribers: list[Subscriber] = []
@@ -28,11 +25,11 @@ class Forwarder:
     def subscribers(self) -> list[Subscriber]:
         return list(self._subscribers)
 
-    def forward(self, packet: av.Packet[Any], keyframe: bool) -> None:
+    def forward(self, frame: OutgoingFrame) -> None:
         self.frames += 1
-        self.bytes += packet.size
+        self.bytes += frame.size
         for subscriber in self._subscribers:
-            subscriber.push(packet, keyframe)
+            subscriber.push(frame)
 
     def gap(self) -> None:
         for subscriber in self._subscribers:

@@ -25,6 +25,17 @@ class EncodedFrame:
     ssrc: int
 
 
+@dataclass(slots=True)
+class OutgoingFrame:
+    """A frame ready to send: RTP payloads built once, shared by every viewer."""
+
+    payloads: list[bytes]
+    timestamp: int  # in clock-rate units since the track's first frame (unwrapped)
+    keyframe: bool
+    size: int  # encoded bytes
+    ntp_time: int  # wall clock at forwarding, for RTCP sender reports
+
+
 def is_keyframe(codec: str, data: bytes) -> bool:
     """Whether a depayloaded frame can be decoded on its own."""
     if codec == "VP8":

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import fractions
 import logging
 import time
 import uuid
 from typing import Any
 
-import av
 from aiortc import RTCRtpReceiver
+from aiortc.clock import current_ntp_time
 
 from . import tap
 from .assembler import FrameAssembler
 from .forwarder import Forwarder
-from .frames import EncodedFrame, vp8_resolution
+from .frames import EncodedFrame, OutgoingFrame, vp8_resolution
 from .keyframes import KeyframeRequester
 from .subscriber import Subscriber
 
@@ -25,15 +24,15 @@ logger = logging.getLogger(__name__)
 class Publisher:
     """Receives one track's encoded frames from aiortc and forwards them.
 
-    Frames become one av.Packet each (pts = RTP timestamp since the first frame),
-    shared by all subscribers: no decode, no encode, no copy per viewer.
+    Each frame is packetized once (RTP payloads shared by all subscribers, its
+    timestamp made relative to the first frame): no decode, no encode, no
+    per-viewer copy or packetization.
     """
 
     def __init__(
         self,
         kind: str,
         codec: str,
-        clock_rate: int,
         receiver: RTCRtpReceiver,
         keyframe_interval_s: float,
     ) -> None:
@@ -41,7 +40,7 @@ class Publisher:
         self.kind = kind
         self.codec = codec
         self._receiver = receiver
-        self._time_base = fractions.Fraction(1, clock_rate)
+        self._packetize = tap.packetizer(codec)
         self._assembler = FrameAssembler(codec, kind)
         self.forwarder = Forwarder()
         self.keyframes = KeyframeRequester(keyframe_interval_s, self._send_pli)
@@ -71,9 +70,13 @@ class Publisher:
         if self._ssrc is None:
             self._ssrc = frame.ssrc
             self.keyframes.retry()
-        packet = av.Packet(frame.data)
-        packet.pts = self._pts(frame.timestamp)
-        packet.time_base = self._time_base
+        outgoing = OutgoingFrame(
+            payloads=self._packetize(frame.data),
+            timestamp=self._pts(frame.timestamp),
+            keyframe=frame.keyframe,
+            size=len(frame.data),
+            ntp_time=current_ntp_time(),
+        )
         self.frames_in += 1
         self.bytes_in += len(frame.data)
         if self.kind == "video":
@@ -86,7 +89,7 @@ class Publisher:
                 self.keyframes.keyframe_arrived()
                 if self.codec == "VP8":
                     self.resolution = vp8_resolution(frame.data) or self.resolution
-        self.forwarder.forward(packet, frame.keyframe)
+        self.forwarder.forward(outgoing)
 
     def _pts(self, timestamp: int) -> int:
         """RTP timestamp unwrapped past 2**32 and made relative to the first frame."""
@@ -100,8 +103,10 @@ class Publisher:
             self._last_ts = timestamp
         return (self._ts_cycles << 32) + timestamp - self._first_ts
 
-    def subscribe(self, capacity: int) -> Subscriber:
-        subscriber = Subscriber(self.kind, capacity, self.keyframes.request, on_stop=self._retire)
+    def subscribe(self, max_backlog: int) -> Subscriber:
+        subscriber = Subscriber(
+            self.kind, max_backlog, self.keyframes.request, on_stop=self._retire
+        )
         self.forwarder.add(subscriber)
         return subscriber
 
@@ -109,7 +114,7 @@ class Publisher:
         self.forwarder.remove(subscriber)
         self._retired["frames"] += subscriber.frames_sent
         self._retired["bytes"] += subscriber.bytes_sent
-        self._retired["drops"] += subscriber.dropped_overflow
+        self._retired["drops"] += subscriber.dropped_backlog
         self._retired["skipped"] += subscriber.skipped_until_keyframe
 
     def _send_pli(self) -> bool:
@@ -143,7 +148,7 @@ class Publisher:
             "frames_forwarded": self._retired["frames"] + sum(s.frames_sent for s in subscribers),
             "bytes_forwarded": self._retired["bytes"] + sum(s.bytes_sent for s in subscribers),
             "frames_decoded": tap.frames_decoded(self._receiver),
-            "drops": self._retired["drops"] + sum(s.dropped_overflow for s in subscribers),
+            "drops": self._retired["drops"] + sum(s.dropped_backlog for s in subscribers),
             "skipped_until_keyframe": self._retired["skipped"]
             + sum(s.skipped_until_keyframe for s in subscribers),
             "upstream_gaps": self.gaps,

@@ -1,117 +1,140 @@
-"""One viewer's egress of one track: a bounded queue feeding aiortc's packetizer."""
+"""One viewer's egress of one track: RTP packets written as soon as a frame is forwarded."""
 
 from __future__ import annotations
 
 import asyncio
+import random
+import struct
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-import av
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
+from .frames import OutgoingFrame
+from .tap import RtpOutput
+
+HISTORY = 512  # sent packets kept for NACK retransmission (~2-3 s of 720p video)
+_HEADER = struct.Struct("!BBHII")
+
 
 class Subscriber(MediaStreamTrack):
-    """A track whose ``recv()`` returns the publisher's own encoded packets.
+    """Writes a track's shared frames to one viewer, with its own SSRC, sequence and clock.
 
-    aiortc's RTCRtpSender packetizes whatever av.Packet ``recv()`` returns (the
-    packet object is shared by every subscriber of the track, never copied).
-    Drop policy when the viewer falls behind: video drops everything queued and
-    waits for the next keyframe (asking for one), since a decoder cannot use
-    delta frames after a gap; audio drops the oldest packet.
+    aiortc negotiates the track and runs RTCP for it; media bypasses aiortc's send
+    loop (see tap.RtpOutput). The viewer's queue is its socket's send backlog:
+    once over ``max_backlog`` bytes (the network cannot keep up) video is dropped
+    until the next keyframe, which is requested, and audio frames are dropped.
     """
 
     def __init__(
         self,
         kind: str,
-        capacity: int,
+        max_backlog: int,
         request_keyframe: Callable[[], None],
         on_stop: Callable[[Subscriber], None] | None = None,
     ) -> None:
         super().__init__()
         self.kind = kind
-        self._capacity = capacity
-        self._queue: deque[av.Packet[Any]] = deque()
-        self._ready = asyncio.Event()
+        self._max_backlog = max_backlog
         self._request_keyframe = request_keyframe
         self._on_stop = on_stop
-        self._started = False
+        self._output: RtpOutput | None = None
+        self._ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting_for_keyframe = kind == "video"
+        self._sequence = random.getrandbits(16)
+        self._timestamp_origin = random.getrandbits(32)
+        self._history: list[tuple[int, bytes] | None] = [None] * HISTORY
         self.created_at = time.monotonic()
         self.connected_at: float | None = None
         self.first_frame_at: float | None = None
         self.frames_sent = 0
-        self.bytes_sent = 0
-        self.dropped_overflow = 0
+        self.packets_sent = 0
+        self.bytes_sent = 0  # payload bytes, as RTCP counts them
+        self.dropped_backlog = 0
         self.skipped_until_keyframe = 0
-        self.keyframe_requests = 0  # from this viewer (PLI/FIR) plus our own waits
+        self.keyframe_requests = 0  # PLI/FIR from this viewer
+        self.retransmissions = 0
 
-    def push(self, packet: av.Packet[Any], keyframe: bool) -> None:
-        """Called by the forwarder on the event loop for every frame of the track."""
-        if not self._started or self.readyState == "ended":
-            # aiortc starts reading once ICE and DTLS are up; frames before that
-            # are of no use (the first one sent must be a keyframe anyway).
-            return
-        if self._waiting_for_keyframe:
-            if not keyframe:
-                self.skipped_until_keyframe += 1
-                return
-            self._waiting_for_keyframe = False
-        if len(self._queue) >= self._capacity:
-            if self.kind == "video":
-                self.dropped_overflow += len(self._queue) + (0 if keyframe else 1)
-                self._queue.clear()
-                if not keyframe:
-                    self._wait_for_keyframe()
-                    return
-            else:
-                self._queue.popleft()
-                self.dropped_overflow += 1
-        self._queue.append(packet)
-        self._ready.set()
+    # -- called by aiortc (through tap.attach_sender) ---------------------------------
 
-    def frames_lost_upstream(self) -> None:
-        """The publisher's stream has a gap: deltas are useless until a keyframe."""
-        if self.kind == "video" and self._started:
-            self._queue.clear()
-            self._waiting_for_keyframe = True
+    def start(self, output: RtpOutput) -> None:
+        """DTLS is up and aiortc started this sender: frames can flow."""
+        self._output = output
+        self.connected_at = time.monotonic()
+        if self.kind == "video":
+            self._request_keyframe()
 
     def on_keyframe_request(self) -> None:
-        """The viewer sent PLI or FIR."""
         self.keyframe_requests += 1
         self._request_keyframe()
 
+    def on_nack(self, sequence_number: int) -> None:
+        entry = self._history[sequence_number % HISTORY]
+        if entry is not None and entry[0] == sequence_number and self._output is not None:
+            self._output.resend(entry[1])
+            self.retransmissions += 1
+
     async def recv(self) -> Any:
-        if not self._started:
-            self._started = True
-            self.connected_at = time.monotonic()
+        # aiortc's send loop waits here for the track's whole life: media is
+        # written by push(), not pulled.
+        await asyncio.shield(self._ended)
+        raise MediaStreamError
+
+    # -- called by the forwarder --------------------------------------------------------
+
+    def push(self, frame: OutgoingFrame) -> None:
+        output = self._output
+        if output is None or self._ended.done():
+            return  # not connected yet; the first frame it gets will be a keyframe
+        if self._waiting_for_keyframe:
+            if not frame.keyframe:
+                self.skipped_until_keyframe += 1
+                return
+            self._waiting_for_keyframe = False
+        if output.backlog() > self._max_backlog:
+            self.dropped_backlog += 1
             if self.kind == "video":
+                self._waiting_for_keyframe = True
                 self._request_keyframe()
-        while not self._queue:
-            if self.readyState == "ended":
-                raise MediaStreamError
-            self._ready.clear()
-            await self._ready.wait()
-        packet = self._queue.popleft()
+            return
+        timestamp = (self._timestamp_origin + frame.timestamp) & 0xFFFFFFFF
+        last = len(frame.payloads) - 1
+        payload_type = output.payload_type
+        ssrc = output.ssrc
+        video = self.kind == "video"
+        for index, payload in enumerate(frame.payloads):
+            # Marker: a video frame's last packet; for audio only the first packet ever.
+            marker = (index == last) if video else (self.packets_sent == 0)
+            sequence = self._sequence
+            header = _HEADER.pack(
+                0x80, payload_type | (0x80 if marker else 0), sequence, timestamp, ssrc
+            )
+            protected = output.send(header + payload)
+            if protected is None:
+                return
+            self._history[sequence % HISTORY] = (sequence, protected)
+            self._sequence = (sequence + 1) & 0xFFFF
+            self.packets_sent += 1
+            self.bytes_sent += len(payload)
+        self.frames_sent += 1
         if self.first_frame_at is None:
             self.first_frame_at = time.monotonic()
-        self.frames_sent += 1
-        self.bytes_sent += packet.size
-        return packet
+        output.report(frame.ntp_time, timestamp, self.packets_sent, self.bytes_sent)
+
+    def frames_lost_upstream(self) -> None:
+        """The publisher's stream has a gap: deltas are useless until a keyframe."""
+        if self.kind == "video":
+            self._waiting_for_keyframe = True
 
     def stop(self) -> None:
         if self.readyState != "ended":
             super().stop()
-            self._queue.clear()
-            self._ready.set()  # wake recv() so the sender loop ends
+            if not self._ended.done():
+                self._ended.set_result(None)
             if self._on_stop is not None:
                 self._on_stop(self)
-
-    @property
-    def queued(self) -> int:
-        return len(self._queue)
 
     @property
     def time_to_first_frame_ms(self) -> float | None:
@@ -119,18 +142,15 @@ class Subscriber(MediaStreamTrack):
             return None
         return (self.first_frame_at - self.connected_at) * 1000
 
-    def _wait_for_keyframe(self) -> None:
-        self._waiting_for_keyframe = True
-        self._request_keyframe()
-
     def stats(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
             "frames_sent": self.frames_sent,
+            "packets_sent": self.packets_sent,
             "bytes_sent": self.bytes_sent,
-            "queued": len(self._queue),
-            "dropped_overflow": self.dropped_overflow,
+            "dropped_backlog": self.dropped_backlog,
             "skipped_until_keyframe": self.skipped_until_keyframe,
             "keyframe_requests": self.keyframe_requests,
+            "retransmissions": self.retransmissions,
             "time_to_first_frame_ms": self.time_to_first_frame_ms,
         }

@@ -34,12 +34,11 @@ PUBLISHER = "publisher"
 SUBSCRIBER = "subscriber"
 
 
-def _capabilities(kind: str, codec: str) -> list[RTCRtpCodecCapability]:
-    """Every variant of ``codec`` aiortc supports, plus RTX for retransmissions."""
+def _capabilities(kind: str, codec: str, rtx: bool) -> list[RTCRtpCodecCapability]:
+    """Every variant of ``codec`` aiortc supports, plus RTX if wanted."""
     caps = RTCRtpSender.getCapabilities(kind).codecs
     wanted = [c for c in caps if c.name.lower() == codec.lower()]
-    rtx = [c for c in caps if c.name.lower() == "rtx"]
-    return wanted + rtx
+    return wanted + [c for c in caps if rtx and c.name.lower() == "rtx"]
 
 
 class Session:
@@ -72,7 +71,7 @@ class Session:
         """Negotiate a publishing offer; returns the SDP answer."""
         description = sdp.parse_offer(offer, want="send")
         media = self._config.media
-        pending: dict[RTCRtpReceiver, tuple[str, str, int]] = {}
+        pending: dict[RTCRtpReceiver, tuple[str, str]] = {}
         for m in description.media:
             if m.kind not in ("audio", "video") or m.port == 0:
                 continue
@@ -87,9 +86,10 @@ class Session:
                     f"{sdp.offered_codecs(description, m.kind)}, the gateway accepts {accepted}",
                 )
             transceiver = self.pc.addTransceiver(m.kind, direction="recvonly")
-            caps = _capabilities(m.kind, codec)
+            # RTX lets the publisher resend what we NACK on a separate stream.
+            caps = _capabilities(m.kind, codec, rtx=True)
             transceiver.setCodecPreferences(caps)
-            pending[transceiver.receiver] = (m.kind, caps[0].name, caps[0].clockRate)
+            pending[transceiver.receiver] = (m.kind, caps[0].name)
         if not pending:
             raise bad_request("the offer publishes no audio or video", "invalid-sdp")
 
@@ -97,12 +97,11 @@ class Session:
         def on_track(track: MediaStreamTrack) -> None:
             for transceiver in self.pc.getTransceivers():
                 if transceiver.receiver.track is track and transceiver.receiver in pending:
-                    kind, codec, clock_rate = pending.pop(transceiver.receiver)
+                    kind, codec = pending.pop(transceiver.receiver)
                     self.publishers.append(
                         Publisher(
                             kind,
                             codec,
-                            clock_rate,
                             transceiver.receiver,
                             media.keyframe_request_interval_ms / 1000,
                         )
@@ -130,12 +129,17 @@ class Session:
                     f"(it offers {sdp.offered_codecs(description, m.kind)})",
                 )
             available.remove(publisher)
-            capacity = media.video_queue_frames if m.kind == "video" else media.audio_queue_frames
-            subscriber = publisher.subscribe(capacity)
+            subscriber = publisher.subscribe(media.viewer_backlog_bytes)
             self.subscribers.append(subscriber)
             transceiver = self.pc.addTransceiver(subscriber, direction="sendonly")
-            transceiver.setCodecPreferences(_capabilities(m.kind, publisher.codec))
-            tap.route_keyframe_requests(transceiver.sender, subscriber.on_keyframe_request)
+            # No RTX towards viewers: their NACKs are answered with the original packet.
+            transceiver.setCodecPreferences(_capabilities(m.kind, publisher.codec, rtx=False))
+            tap.attach_sender(
+                transceiver.sender,
+                subscriber.start,
+                subscriber.on_keyframe_request,
+                subscriber.on_nack,
+            )
         if not self.subscribers:
             raise GatewayError(
                 422, "nothing-to-receive", "the offer asks for no kind of media the room publishes"

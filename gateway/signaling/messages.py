@@ -49,7 +49,10 @@ def parse(text: str) -> Message:
     if not isinstance(data, dict):
         raise ProtocolError("invalid-message", "a message must be a JSON object")
     request_id = data.get("id")
-    if request_id is not None and not isinstance(request_id, str | int):
+    # bool is an int subclass in Python, but JSON true/false are not integers.
+    if request_id is not None and (
+        isinstance(request_id, bool) or not isinstance(request_id, str | int)
+    ):
         raise ProtocolError("invalid-message", "'id' must be a string or an integer")
     kind = data.get("type")
     if not isinstance(kind, str):
@@ -75,6 +78,7 @@ def _check_candidate(candidate: Any, request_id: Any) -> None:
         and isinstance(candidate.get("candidate"), str)
         and isinstance(candidate.get("sdpMid"), str | type(None))
         and isinstance(candidate.get("sdpMLineIndex"), int | type(None))
+        and not isinstance(candidate.get("sdpMLineIndex"), bool)
     )
     if not ok:
         raise ProtocolError(

@@ -1,5 +1,7 @@
 // Publishes camera and microphone to a room over the WebSocket protocol.
-// Query: ?room=NAME[&width=1280&height=720]
+// Query: ?room=NAME[&width=1280&height=720][&hint=motion|detail]
+// `hint` sets the camera track's contentHint: "detail" asks the encoder to keep the
+// resolution and drop frame rate under CPU or bandwidth pressure.
 
 import { Signaling } from "./signaling.js";
 
@@ -7,6 +9,7 @@ const params = new URLSearchParams(location.search);
 const room = params.get("room") ?? "";
 const width = Number(params.get("width")) || 1280;
 const height = Number(params.get("height")) || 720;
+const hint = params.get("hint") ?? "";
 
 const $ = (id) => document.getElementById(id);
 const preview = $("preview");
@@ -59,6 +62,7 @@ async function listDevices() {
 /** (Re)opens the chosen devices; while publishing, swaps the tracks being sent. */
 async function openMedia() {
   const next = await navigator.mediaDevices.getUserMedia(constraints());
+  for (const track of next.getVideoTracks()) track.contentHint = hint;
   if (session && !session.closed) {
     for (const sender of session.pc.getSenders()) {
       const track = next.getTracks().find((t) => t.kind === sender.track?.kind);

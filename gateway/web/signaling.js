@@ -261,10 +261,10 @@ export class PeerSession extends EventTarget {
     if (!this.closed) this.#signaling.note("candidate", this.id, { candidate });
   }
 
-  /** Ends the session on our side and tells the gateway. */
-  close() {
+  /** Ends the session on our side; tells the gateway unless it is ending it anyway. */
+  close({ leave = true } = {}) {
     if (this.closed) return;
-    if (this.id !== null) this.#signaling.note("leave", this.id);
+    if (leave && this.id !== null) this.#signaling.note("leave", this.id);
     this.#shutdown();
   }
 

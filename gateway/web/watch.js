@@ -49,8 +49,8 @@ function resetStats() {
   previous = null;
 }
 
-function stopWatching(state) {
-  session?.close();
+function stopWatching(state, leave = true) {
+  session?.close({ leave });
   session = null;
   subscribedTo = null;
   video.srcObject = null;
@@ -142,7 +142,8 @@ async function connect() {
     else setState("waiting for a publisher");
   });
   signaling.addEventListener("publisher-joined", (e) => subscribe(e.detail.publisher.id));
-  signaling.addEventListener("publisher-left", () => stopWatching("waiting for a publisher"));
+  // The gateway ends its viewers' sessions itself when the publisher leaves.
+  signaling.addEventListener("publisher-left", () => stopWatching("waiting for a publisher", false));
   signaling.addEventListener("error", (e) => showError(`${e.detail.code}: ${e.detail.message}`));
   signaling.addEventListener("close", () => {
     stopWatching("disconnected; reconnecting");
