@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
 
 from . import api
-from .appkeys import CONFIG, REGISTRY
+from .appkeys import CONFIG, REGISTRY, SOCKETS
 from .config import Config
 from .errors import GatewayError, not_found
 from .rooms.registry import Registry
@@ -76,6 +77,8 @@ def create_app(config: Config) -> web.Application:
     ice.restrict_host_addresses(config.ice.addresses)
     app = web.Application(middlewares=[cors, errors], client_max_size=config.server.max_body_bytes)
     app[CONFIG] = config
+    app[SOCKETS] = weakref.WeakSet()
+    app.on_shutdown.append(websocket.close_all)
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         registry = Registry(config)

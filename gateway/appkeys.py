@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 from aiohttp import web
 
 from .config import Config
@@ -9,3 +11,5 @@ from .rooms.registry import Registry
 
 CONFIG = web.AppKey("config", Config)
 REGISTRY = web.AppKey("registry", Registry)
+# Open signaling sockets, closed with 1001 (going away) when the server shuts down.
+SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])

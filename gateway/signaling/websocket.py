@@ -7,9 +7,9 @@ import json
 import logging
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
-from ..appkeys import CONFIG, REGISTRY
+from ..appkeys import CONFIG, REGISTRY, SOCKETS
 from ..errors import GatewayError, bad_request
 from ..rooms.registry import Registry
 from ..rooms.room import Room
@@ -159,6 +159,7 @@ async def handler(request: web.Request) -> web.WebSocketResponse:
     config = request.app[CONFIG]
     ws = web.WebSocketResponse(heartbeat=20, max_msg_size=config.server.max_body_bytes)
     await ws.prepare(request)
+    request.app[SOCKETS].add(ws)
     channel = Channel(ws, request.app[REGISTRY])
     writer = asyncio.ensure_future(channel.writer())
     channel.send(
@@ -180,9 +181,17 @@ async def handler(request: web.Request) -> web.WebSocketResponse:
                 # Includes messages over max_msg_size: aiohttp then closes with 1009.
                 logger.info("websocket error: %s", ws.exception())
     finally:
+        request.app[SOCKETS].discard(ws)
         await channel.close()
         try:
             await asyncio.wait_for(writer, timeout=1)
         except (TimeoutError, asyncio.CancelledError):
             writer.cancel()
     return ws
+
+
+async def close_all(app: web.Application) -> None:
+    """On shutdown: without this, open sockets hold the server up until its timeout."""
+    sockets = app[SOCKETS]
+    for ws in list(sockets):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")

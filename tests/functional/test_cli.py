@@ -44,9 +44,18 @@ async def test_starts_with_defaults_serves_and_stops_on_sigterm() -> None:
             async with http.get(f"http://127.0.0.1:{port}/") as response:
                 assert response.status == 200
                 assert "<html" in (await response.text()).lower()
+            # An open signaling socket must not hold up the shutdown.
+            ws = await http.ws_connect(f"ws://127.0.0.1:{port}/ws")
+            assert (await ws.receive_json())["type"] == "hello"
+            process.send_signal(signal.SIGTERM)
+            closing = await ws.receive()
+            assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+            # Without closing it, aiohttp would wait its whole 60 s shutdown timeout.
+            code = await asyncio.wait_for(process.wait(), timeout=30)
     finally:
-        process.send_signal(signal.SIGTERM)
-        code = await asyncio.wait_for(process.wait(), timeout=30)
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
     assert code == 0
 
 
