@@ -47,10 +47,18 @@ class FrameAssembler:
         self._next: int | None = None  # extended seq that starts the next frame
         self._highest: int | None = None  # highest extended seq seen
         self._discontinuity = False
+        self._ssrc: int | None = None
         self.packets_late = 0  # arrived after their frame was emitted or skipped
         self.frames_skipped = 0  # gave up on: packets lost for good
 
     def add(self, rtp: RtpLike, data: bytes, arrival_ms: int) -> list[EncodedFrame]:
+        if rtp.ssrc != self._ssrc:
+            if self._ssrc is not None:
+                # A new source (the sender restarted): its sequence numbers are unrelated.
+                self._slots.clear()
+                self._next = self._highest = None
+                self._discontinuity = True
+            self._ssrc = rtp.ssrc
         seq = self._extend(rtp.sequence_number)
         if not self.is_video:
             return self._add_audio(rtp, data, seq, arrival_ms)
@@ -124,7 +132,10 @@ class FrameAssembler:
             if end is None:
                 break
             parts = [self._slots.pop(s) for s in range(start, end + 1)]
+            self._next = end + 1
             data = b"".join(p.data for p in parts)
+            if not data:
+                continue  # padding-only packets (bandwidth probes) carry no frame
             frames.append(
                 EncodedFrame(
                     data=data,
@@ -136,7 +147,6 @@ class FrameAssembler:
                 )
             )
             self._discontinuity = False
-            self._next = end + 1
         return frames
 
     def _head_waited_too_long(self, now_ms: int) -> bool:

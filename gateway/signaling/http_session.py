@@ -36,7 +36,8 @@ async def read_body(request: web.Request, content_type: str) -> str:
 
 def answer_response(request: web.Request, session: Session, answer: str, kind: str) -> web.Response:
     location = f"/{kind}/{session.room.name}/{session.id}"
-    response = web.Response(status=201, text=answer, content_type=SDP_TYPE)
+    # body=, not text=: aiohttp would append "; charset=utf-8", which strict clients reject.
+    response = web.Response(status=201, body=answer.encode(), content_type=SDP_TYPE)
     response.headers["Location"] = location
     response.headers["ETag"] = f'"{session.id}"'
     for value in ice.link_headers(request.app[CONFIG].ice):

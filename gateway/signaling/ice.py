@@ -85,7 +85,10 @@ def parse_candidate(
         text = text[2:]
     if text.startswith("candidate:"):
         text = text[len("candidate:") :]
+    fields = text.split()
     try:
+        if len(fields) < 8 or fields[6] != "typ":
+            raise ValueError("no 'typ' field")
         parsed = candidate_from_sdp(text)
     except Exception as exc:
         raise bad_request(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from aiortc.sdp import SessionDescription
@@ -100,7 +101,8 @@ def announce_address(sdp: str, address: str) -> str:
     for line in sdp.splitlines():
         out.append(line)
         match = _CANDIDATE_LINE.match(line)
-        if match and match.group(7) == "host" and match.group(5) != address:
+        # Only a private IPv4 address sits behind a 1:1 NAT; loopback and IPv6 do not map.
+        if match and match.group(7) == "host" and _behind_nat(match.group(5), address):
             foundation, component, transport, priority, _, port, _, rest = match.groups()
             # Slightly higher priority: the public address is the one remote peers reach.
             out.append(
@@ -108,6 +110,14 @@ def announce_address(sdp: str, address: str) -> str:
                 f"{address} {port} typ host{rest}"
             )
     return "\r\n".join(out) + "\r\n"
+
+
+def _behind_nat(host: str, announced: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return ip.version == 4 and not ip.is_loopback and host != announced
 
 
 def _candidate_host(line: str) -> str:

@@ -1,0 +1,110 @@
+"""Driving the gateway's web pages (and raw WHIP/WHEP) from Playwright."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from playwright.async_api import BrowserContext, ConsoleMessage, Page
+
+from .conftest import CAMERA_HEIGHT, CAMERA_WIDTH
+
+logger = logging.getLogger("chromium")
+
+# Conditions get generous time: the 2 cores are shared with other work.
+TIMEOUT_S = 30.0
+
+
+async def open_page(
+    context: BrowserContext, url: str, name: str, setup: Callable[[Page], None] | None = None
+) -> Page:
+    """A new page at ``url`` whose console and errors go to the test log; ``setup`` runs
+    before it loads (to attach listeners)."""
+    page = await context.new_page()
+    if setup is not None:
+        setup(page)
+
+    def console(message: ConsoleMessage) -> None:
+        logger.info("[%s] console.%s: %s", name, message.type, message.text)
+
+    page.on("console", console)
+    page.on("pageerror", lambda error: logger.error("[%s] page error: %s", name, error))
+    await page.goto(url)
+    return page
+
+
+async def wait_js(page: Page, expression: str, timeout: float = TIMEOUT_S) -> Any:
+    """Waits until the page's ``expression`` is truthy; returns its value."""
+    handle = await page.wait_for_function(expression, polling=250, timeout=timeout * 1000)
+    return await handle.json_value()
+
+
+async def poll(check: Callable[[], Awaitable[bool]], what: str, timeout: float = TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:.0f}s: {what}")
+        await asyncio.sleep(0.25)
+
+
+async def start_publisher(context: BrowserContext, base: str, room: str) -> Page:
+    """publish.html with the fake camera, publishing until the page closes.
+
+    hint=detail keeps the camera's resolution (the encoder drops frame rate instead):
+    under CPU or bandwidth pressure Chromium would otherwise scale down and take tens
+    of seconds to come back, and the tests check that viewers get the published size.
+    """
+    url = f"{base}/publish.html?room={room}&width={CAMERA_WIDTH}&height={CAMERA_HEIGHT}&hint=detail"
+    page = await open_page(context, url, f"publish {room}")
+    await wait_js(page, "window.publishState && window.publishState.state === 'ready'")
+    await page.click("#start")
+    await wait_js(page, "window.publishState.state === 'connected'")
+    assert await page.evaluate("window.publishState.sessionId"), "no session id"
+    return page
+
+
+async def open_watcher(context: BrowserContext, base: str, room: str) -> Page:
+    """watch.html, once it has decoded a first frame."""
+    page = await open_page(context, f"{base}/watch.html?room={room}", f"watch {room}")
+    await wait_js(page, "window.watchStats && window.watchStats.framesDecoded > 0")
+    return page
+
+
+async def watch_stats(page: Page) -> dict[str, Any]:
+    stats: dict[str, Any] = await page.evaluate("({...window.watchStats})")
+    return stats
+
+
+async def assert_frames_grow(page: Page, sample: str, seconds: float = 3.0) -> int:
+    """Samples the decoded-frame count (JS ``sample`` -> number) twice; returns the gain."""
+    first = int(await page.evaluate(sample))
+    await asyncio.sleep(seconds)
+    # The count is refreshed at most every second: wait for it to move, however slowly.
+    await wait_js(page, f"({sample}) > {first}")
+    return int(await page.evaluate(sample)) - first
+
+
+async def deny_media_permission(context: BrowserContext) -> None:
+    """Makes ``context`` a viewer without camera/microphone permission.
+
+    --use-fake-ui-for-media-stream reports camera and microphone as granted to every
+    secure origin, which stops Chromium hiding host addresses behind mDNS names;
+    denying both for this context restores what a real viewer's browser does. The CDP
+    session stays attached: Chromium drops its permission overrides when it detaches.
+    """
+    page = await context.new_page()
+    session = await context.new_cdp_session(page)
+    target = await session.send("Target.getTargetInfo")
+    context_id = target["targetInfo"]["browserContextId"]
+    await session.detach()
+    await page.close()
+    assert context.browser is not None
+    browser_session = await context.browser.new_browser_cdp_session()
+    for name in ("camera", "microphone"):
+        await browser_session.send(
+            "Browser.setPermission",
+            {"permission": {"name": name}, "setting": "denied", "browserContextId": context_id},
+        )

@@ -1,0 +1,134 @@
+"""Chromium publishing with WHIP and watching with WHEP, straight from page JavaScript."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.async_api import Browser
+
+from tests.conftest import RunningGateway
+
+from .conftest import CAMERA_HEIGHT, CAMERA_WIDTH
+from .pages import assert_frames_grow, open_page, poll, wait_js
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(90)]
+
+# Both sides are non-trickle: the offer goes out once ICE gathering is complete, and the
+# gateway's answer carries its candidates.
+GATHERED = """
+async function gathered(pc) {
+  await pc.setLocalDescription(await pc.createOffer());
+  if (pc.iceGatheringState !== "complete") {
+    await new Promise((resolve) => pc.addEventListener("icegatheringstatechange",
+      () => pc.iceGatheringState === "complete" && resolve()));
+  }
+  return pc.localDescription.sdp;
+}
+async function post(url, sdp) {
+  const response = await fetch(url, {
+    method: "POST", headers: {"Content-Type": "application/sdp"}, body: sdp,
+  });
+  const body = await response.text();
+  if (response.status !== 201) throw new Error(`POST ${url}: ${response.status} ${body}`);
+  const type = response.headers.get("Content-Type") ?? "";
+  if (type.split(";")[0].trim() !== "application/sdp") throw new Error(`answer type ${type}`);
+  const location = response.headers.get("Location");
+  if (!location) throw new Error(`POST ${url}: no Location`);
+  return {location, answer: body};
+}
+"""
+
+WHIP_PUBLISH = (
+    "async ({room, width, height}) => {"
+    + GATHERED
+    + """
+  const stream = await navigator.mediaDevices.getUserMedia({
+    video: {width: {exact: width}, height: {exact: height}}, audio: true,
+  });
+  // Keep the resolution under CPU pressure (see tests/e2e/pages.py start_publisher).
+  stream.getVideoTracks()[0].contentHint = "detail";
+  const pc = new RTCPeerConnection({iceServers: []});
+  for (const track of stream.getTracks()) {
+    pc.addTransceiver(track, {direction: "sendonly", streams: [stream]});
+  }
+  const {location, answer} = await post(`/whip/${room}`, await gathered(pc));
+  await pc.setRemoteDescription({type: "answer", sdp: answer});
+  window.whip = {pc, location};
+  return location;
+}"""
+)
+
+WHEP_WATCH = (
+    "async ({room}) => {"
+    + GATHERED
+    + """
+  const pc = new RTCPeerConnection({iceServers: []});
+  pc.addTransceiver("video", {direction: "recvonly"});
+  pc.addTransceiver("audio", {direction: "recvonly"});
+  const video = document.createElement("video");
+  Object.assign(video, {muted: true, autoplay: true, playsInline: true});
+  document.body.append(video);
+  pc.ontrack = ({track}) => {
+    video.srcObject ??= new MediaStream();
+    video.srcObject.addTrack(track);
+  };
+  const {location, answer} = await post(`/whep/${room}`, await gathered(pc));
+  await pc.setRemoteDescription({type: "answer", sdp: answer});
+  const whep = window.whep = {pc, location, framesDecoded: 0, width: 0, height: 0};
+  setInterval(async () => {
+    for (const s of (await pc.getStats()).values()) {
+      if (s.type === "inbound-rtp" && s.kind === "video") {
+        Object.assign(whep, {
+          framesDecoded: s.framesDecoded ?? 0, width: s.frameWidth ?? 0, height: s.frameHeight ?? 0,
+        });
+      }
+    }
+  }, 250);
+  return location;
+}"""
+)
+
+DELETE = """async () => {
+  const which = window.whip ?? window.whep;
+  const response = await fetch(which.location, {method: "DELETE"});
+  which.pc.close();
+  return response.status;
+}"""
+
+
+async def test_whip_publish_and_whep_watch_from_chromium(
+    gateway: RunningGateway, browser: Browser
+) -> None:
+    room = "e2e-whip"
+    context = await browser.new_context()
+    publisher = await open_page(context, f"{gateway.base}/", "whip")
+    whip_location = await publisher.evaluate(
+        WHIP_PUBLISH, {"room": room, "width": CAMERA_WIDTH, "height": CAMERA_HEIGHT}
+    )
+    assert whip_location.startswith(f"/whip/{room}/")
+    await wait_js(publisher, "window.whip.pc.connectionState === 'connected'")
+
+    watcher = await open_page(context, f"{gateway.base}/", "whep")
+    whep_location = await watcher.evaluate(WHEP_WATCH, {"room": room})
+    assert whep_location.startswith(f"/whep/{room}/")
+    await wait_js(watcher, "window.whep.framesDecoded > 0")
+
+    assert await assert_frames_grow(watcher, "window.whep.framesDecoded") > 0
+    await wait_js(
+        watcher, f"window.whep.width === {CAMERA_WIDTH} && window.whep.height === {CAMERA_HEIGHT}"
+    )
+    assert await watcher.evaluate("window.whep.pc.connectionState") == "connected"
+
+    async def rooms() -> list[str]:
+        async with gateway.http.get(f"{gateway.base}/api/rooms") as response:
+            assert response.status == 200
+            return [r["room"] for r in (await response.json())["rooms"]]
+
+    assert room in await rooms()
+    assert await watcher.evaluate(DELETE) == 200
+    assert await publisher.evaluate(DELETE) == 200
+
+    async def gone() -> bool:
+        return room not in await rooms()
+
+    await poll(gone, f"room {room} leaves /api/rooms after both DELETEs")
+    assert not gateway.registry.sessions

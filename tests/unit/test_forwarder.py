@@ -1,0 +1,57 @@
+"""Forwarder: the same frame, payloads built once, to every subscriber."""
+
+from __future__ import annotations
+
+from gateway.media.forwarder import Forwarder
+from gateway.media.frames import OutgoingFrame
+from gateway.media.subscriber import Subscriber
+
+from .test_subscriber import FakeOutput
+
+
+def subscriber(kind: str = "video") -> tuple[Subscriber, FakeOutput]:
+    sub = Subscriber(kind, 10_000, lambda: None)
+    output = FakeOutput()
+    sub.start(output)  # type: ignore[arg-type]
+    return sub, output
+
+
+def frame(keyframe: bool = True) -> OutgoingFrame:
+    return OutgoingFrame([b"a" * 30, b"b" * 20], 0, keyframe, 50, 0)
+
+
+async def test_forward_hands_the_frame_to_every_subscriber() -> None:
+    forwarder = Forwarder()
+    pairs = [subscriber() for _ in range(3)]
+    for sub, _ in pairs:
+        forwarder.add(sub)
+    forwarder.forward(frame())
+    for _, output in pairs:
+        assert [p.payload for p in output.packets()] == [b"a" * 30, b"b" * 20]
+    assert forwarder.frames == 1
+    assert forwarder.bytes == 50
+    assert forwarder.subscribers == [sub for sub, _ in pairs]
+
+
+async def test_removed_subscriber_receives_nothing() -> None:
+    forwarder = Forwarder()
+    (kept, kept_out), (removed, removed_out) = subscriber("audio"), subscriber("audio")
+    forwarder.add(kept)
+    forwarder.add(removed)
+    forwarder.remove(removed)
+    forwarder.remove(removed)  # twice is harmless
+    assert forwarder.subscribers == [kept]
+    forwarder.forward(frame())
+    assert len(kept_out.sent) == 2
+    assert removed_out.sent == []
+
+
+async def test_gap_makes_video_subscribers_wait_for_a_keyframe() -> None:
+    forwarder = Forwarder()
+    sub, output = subscriber("video")
+    forwarder.add(sub)
+    forwarder.forward(frame(keyframe=True))
+    forwarder.gap()
+    forwarder.forward(frame(keyframe=False))
+    assert len(output.sent) == 2
+    assert sub.skipped_until_keyframe == 1

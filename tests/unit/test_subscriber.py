@@ -1,0 +1,344 @@
+"""Subscriber: one viewer's egress, writing shared RTP payloads with its own RTP header."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiortc.mediastreams import MediaStreamError
+from aiortc.rtp import RtpPacket
+
+from gateway.media.frames import OutgoingFrame
+from gateway.media.subscriber import HISTORY, Subscriber
+
+BACKLOG = 10_000
+
+
+class FakeOutput:
+    """Stands in for tap.RtpOutput: records what the subscriber writes."""
+
+    def __init__(self, ssrc: int = 0x11223344, payload_type: int = 96) -> None:
+        self.ssrc = ssrc
+        self.payload_type = payload_type
+        self.sent: list[bytes] = []
+        self.resent: list[bytes] = []
+        self.reports: list[tuple[int, int, int, int]] = []
+        self.backlog_bytes = 0
+        self.connected = True
+
+    def send(self, packet: bytes) -> bytes | None:
+        if not self.connected:
+            return None
+        self.sent.append(packet)
+        return b"SRTP" + packet
+
+    def resend(self, protected: bytes) -> None:
+        self.resent.append(protected)
+
+    def backlog(self) -> int:
+        return self.backlog_bytes
+
+    def report(self, ntp_time: int, rtp_timestamp: int, packets: int, octets: int) -> None:
+        self.reports.append((ntp_time, rtp_timestamp, packets, octets))
+
+    def packets(self) -> list[RtpPacket]:
+        return [RtpPacket.parse(p) for p in self.sent]
+
+
+class Requests:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self) -> None:
+        self.count += 1
+
+
+def frame(
+    timestamp: int, keyframe: bool = False, packets: int = 1, name: str = "f", ntp: int = 7
+) -> OutgoingFrame:
+    payloads = [f"{name}{timestamp}.{i}".encode() for i in range(packets)]
+    return OutgoingFrame(payloads, timestamp, keyframe, sum(map(len, payloads)), ntp)
+
+
+def started(kind: str = "video", **kwargs: object) -> tuple[Subscriber, FakeOutput, Requests]:
+    requests = Requests()
+    subscriber = Subscriber(kind, BACKLOG, requests, **kwargs)  # type: ignore[arg-type]
+    output = FakeOutput()
+    subscriber.start(output)  # type: ignore[arg-type]
+    return subscriber, output, requests
+
+
+# --- starting -------------------------------------------------------------------------------
+
+
+async def test_push_before_start_is_ignored() -> None:
+    requests = Requests()
+    subscriber = Subscriber("video", BACKLOG, requests)
+    subscriber.push(frame(0, keyframe=True))
+    assert subscriber.frames_sent == 0
+    assert subscriber.skipped_until_keyframe == 0
+    assert requests.count == 0
+    output = FakeOutput()
+    subscriber.start(output)  # type: ignore[arg-type]
+    assert output.sent == []
+    assert subscriber.connected_at is not None
+
+
+async def test_video_start_requests_a_keyframe_and_skips_deltas_until_it() -> None:
+    subscriber, output, requests = started("video")
+    assert requests.count == 1
+    assert subscriber.keyframe_requests == 0  # counts the viewer's own PLI/FIR
+    subscriber.push(frame(0))
+    subscriber.push(frame(3000))
+    assert output.sent == []
+    assert subscriber.skipped_until_keyframe == 2
+    subscriber.push(frame(6000, keyframe=True))
+    subscriber.push(frame(9000))
+    assert [p.payload for p in output.packets()] == [b"f6000.0", b"f9000.0"]
+    assert subscriber.frames_sent == 2
+    assert requests.count == 1
+    ttff = subscriber.time_to_first_frame_ms
+    assert ttff is not None and ttff >= 0
+
+
+async def test_audio_start_needs_no_keyframe() -> None:
+    subscriber, output, requests = started("audio")
+    assert requests.count == 0
+    subscriber.push(frame(0, keyframe=False))
+    assert len(output.sent) == 1
+    assert subscriber.skipped_until_keyframe == 0
+
+
+# --- the RTP it writes ----------------------------------------------------------------------
+
+
+async def test_video_packets_carry_the_viewers_header() -> None:
+    subscriber, output, _ = started("video")
+    subscriber.push(frame(0, keyframe=True, packets=3))
+    subscriber.push(frame(3000, packets=2))
+    packets = output.packets()
+    assert [p.version for p in packets] == [2] * 5
+    assert {p.ssrc for p in packets} == {0x11223344}
+    assert {p.payload_type for p in packets} == {96}
+    assert [p.marker for p in packets] == [0, 0, 1, 0, 1]
+    assert [p.payload for p in packets] == [
+        b"f0.0",
+        b"f0.1",
+        b"f0.2",
+        b"f3000.0",
+        b"f3000.1",
+    ]
+    first = packets[0].sequence_number
+    assert [p.sequence_number for p in packets] == [(first + i) & 0xFFFF for i in range(5)]
+    origin = packets[0].timestamp
+    assert [p.timestamp for p in packets] == [origin] * 3 + [(origin + 3000) & 0xFFFFFFFF] * 2
+    assert subscriber.packets_sent == 5
+    assert subscriber.bytes_sent == sum(len(p.payload) for p in packets)
+    assert subscriber.frames_sent == 2
+
+
+async def test_audio_marker_only_on_the_first_packet() -> None:
+    subscriber, output, _ = started("audio")
+    for n in range(3):
+        subscriber.push(frame(960 * n))
+    assert [p.marker for p in output.packets()] == [1, 0, 0]
+
+
+async def test_sequence_and_timestamp_wrap() -> None:
+    subscriber, output, _ = started("video")
+    subscriber._sequence = 0xFFFE
+    subscriber._timestamp_origin = 0xFFFFFF00
+    subscriber.push(frame(0x80, keyframe=True, packets=4))
+    packets = output.packets()
+    assert [p.sequence_number for p in packets] == [0xFFFE, 0xFFFF, 0, 1]
+    assert {p.timestamp for p in packets} == {0xFFFFFF80}
+    subscriber.push(frame(0x180))
+    assert output.packets()[-1].timestamp == 0x80
+    assert output.packets()[-1].sequence_number == 2
+
+
+async def test_two_viewers_get_their_own_sequence_and_timestamp_origin() -> None:
+    one, out_one, _ = started("video")
+    two, out_two, _ = started("video")
+    shared = frame(0, keyframe=True, packets=2)
+    one.push(shared)
+    two.push(shared)
+    assert [p.payload for p in out_one.packets()] == [p.payload for p in out_two.packets()]
+    headers = {(p.sequence_number, p.timestamp) for p in out_one.packets() + out_two.packets()}
+    assert len(headers) == 4  # random origins: collisions are ~2**-48
+
+
+async def test_each_frame_feeds_the_sender_report() -> None:
+    subscriber, output, _ = started("video")
+    subscriber.push(frame(0, keyframe=True, packets=2, ntp=111))
+    subscriber.push(frame(3000, ntp=222))
+    packets = output.packets()
+    assert output.reports == [
+        (111, packets[0].timestamp, 2, len(packets[0].payload) + len(packets[1].payload)),
+        (222, packets[2].timestamp, 3, subscriber.bytes_sent),
+    ]
+
+
+async def test_nothing_is_counted_when_the_transport_is_down() -> None:
+    subscriber, output, _ = started("audio")
+    output.connected = False
+    subscriber.push(frame(0))
+    assert (subscriber.frames_sent, subscriber.packets_sent, subscriber.bytes_sent) == (0, 0, 0)
+    assert output.reports == []
+
+
+# --- back-pressure --------------------------------------------------------------------------
+
+
+async def test_video_over_backlog_is_dropped_until_the_next_keyframe() -> None:
+    subscriber, output, requests = started("video")
+    subscriber.push(frame(0, keyframe=True))
+    output.backlog_bytes = BACKLOG  # at the bound: still sent
+    subscriber.push(frame(3000))
+    assert len(output.sent) == 2
+    output.backlog_bytes = BACKLOG + 1
+    subscriber.push(frame(6000))
+    assert subscriber.dropped_backlog == 1
+    assert requests.count == 2
+    output.backlog_bytes = 0
+    subscriber.push(frame(9000))
+    assert subscriber.skipped_until_keyframe == 1
+    assert len(output.sent) == 2
+    subscriber.push(frame(12000, keyframe=True))
+    subscriber.push(frame(15000))
+    assert [p.payload for p in output.packets()[2:]] == [b"f12000.0", b"f15000.0"]
+    assert subscriber.stats()["dropped_backlog"] == 1
+
+
+async def test_audio_over_backlog_drops_frames_and_asks_nothing() -> None:
+    subscriber, output, requests = started("audio")
+    output.backlog_bytes = BACKLOG + 1
+    subscriber.push(frame(0))
+    subscriber.push(frame(960))
+    assert subscriber.dropped_backlog == 2
+    output.backlog_bytes = 0
+    subscriber.push(frame(1920))
+    assert [p.payload for p in output.packets()] == [b"f1920.0"]
+    assert requests.count == 0
+
+
+async def test_upstream_loss_makes_video_wait_for_a_keyframe() -> None:
+    subscriber, output, _ = started("video")
+    subscriber.push(frame(0, keyframe=True))
+    subscriber.frames_lost_upstream()
+    subscriber.push(frame(3000))
+    assert subscriber.skipped_until_keyframe == 1
+    subscriber.push(frame(6000, keyframe=True))
+    assert len(output.sent) == 2
+
+
+async def test_upstream_loss_does_not_touch_audio() -> None:
+    subscriber, output, _ = started("audio")
+    subscriber.frames_lost_upstream()
+    subscriber.push(frame(0))
+    assert len(output.sent) == 1
+
+
+# --- RTCP from the viewer -------------------------------------------------------------------
+
+
+async def test_nack_resends_the_protected_packet() -> None:
+    subscriber, output, _ = started("video")
+    subscriber.push(frame(0, keyframe=True, packets=3))
+    seqs = [p.sequence_number for p in output.packets()]
+    subscriber.on_nack(seqs[1])
+    assert output.resent == [b"SRTP" + output.sent[1]]
+    assert subscriber.retransmissions == 1
+    subscriber.on_nack((seqs[2] + 1) & 0xFFFF)  # never sent
+    subscriber.on_nack((seqs[0] + HISTORY) & 0xFFFF)  # same slot, other packet
+    assert subscriber.retransmissions == 1
+
+
+async def test_nack_for_a_packet_older_than_the_history_is_ignored() -> None:
+    subscriber, output, _ = started("audio")
+    subscriber.push(frame(0))
+    first = output.packets()[0].sequence_number
+    for n in range(1, HISTORY + 1):
+        subscriber.push(frame(960 * n))
+    subscriber.on_nack(first)
+    assert output.resent == []
+    subscriber.on_nack((first + 1) & 0xFFFF)
+    assert output.resent == [b"SRTP" + output.sent[1]]
+
+
+async def test_nack_before_start_is_ignored() -> None:
+    subscriber = Subscriber("video", BACKLOG, Requests())
+    subscriber.on_nack(1)
+    assert subscriber.retransmissions == 0
+
+
+async def test_viewer_keyframe_request_is_forwarded_and_counted() -> None:
+    requests = Requests()
+    subscriber = Subscriber("video", BACKLOG, requests)
+    subscriber.on_keyframe_request()
+    subscriber.on_keyframe_request()
+    assert requests.count == 2
+    assert subscriber.keyframe_requests == 2
+    assert subscriber.stats()["keyframe_requests"] == 2
+
+
+# --- stopping -------------------------------------------------------------------------------
+
+
+async def test_recv_waits_until_stop_then_raises() -> None:
+    stopped: list[Subscriber] = []
+    subscriber, output, _ = started("video", on_stop=stopped.append)
+    task = asyncio.ensure_future(subscriber.recv())
+    await asyncio.sleep(0.01)
+    assert not task.done()
+    subscriber.stop()
+    with pytest.raises(MediaStreamError):
+        await asyncio.wait_for(task, 1)
+    assert stopped == [subscriber]
+    assert subscriber.readyState == "ended"
+    subscriber.stop()
+    assert stopped == [subscriber]
+    with pytest.raises(MediaStreamError):
+        await asyncio.wait_for(subscriber.recv(), 1)
+    subscriber.push(frame(0, keyframe=True))
+    assert output.sent == []
+
+
+async def test_cancelled_recv_does_not_end_the_track() -> None:
+    subscriber, _, _ = started("video")
+    task = asyncio.ensure_future(subscriber.recv())
+    await asyncio.sleep(0)
+    task.cancel()
+    await asyncio.sleep(0)
+    assert subscriber.readyState == "live"
+    again = asyncio.ensure_future(subscriber.recv())
+    await asyncio.sleep(0.01)
+    assert not again.done(), "cancelling one recv() ended the next"
+    subscriber.stop()
+    with pytest.raises(MediaStreamError):
+        await asyncio.wait_for(again, 1)
+
+
+async def test_stats() -> None:
+    subscriber, _, _ = started("video")
+    subscriber.push(frame(0))
+    subscriber.push(frame(3000, keyframe=True, packets=2))
+    stats = subscriber.stats()
+    ttff = stats.pop("time_to_first_frame_ms")
+    assert ttff is not None and ttff >= 0
+    assert stats == {
+        "kind": "video",
+        "frames_sent": 1,
+        "packets_sent": 2,
+        "bytes_sent": len(b"f3000.0") + len(b"f3000.1"),
+        "dropped_backlog": 0,
+        "skipped_until_keyframe": 1,
+        "keyframe_requests": 0,
+        "retransmissions": 0,
+    }
+
+
+async def test_stats_before_start() -> None:
+    subscriber = Subscriber("audio", BACKLOG, Requests())
+    assert subscriber.stats()["time_to_first_frame_ms"] is None
+    assert subscriber.stats()["frames_sent"] == 0
