@@ -22,7 +22,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_config() -> Config:
+def loopback_config() -> Config:
     config = Config()
     config.ice.addresses = ["127.0.0.1"]
     config.server.port = free_port()
@@ -48,7 +48,7 @@ class RunningGateway:
 
 @pytest.fixture
 def gateway_config() -> Config:
-    return test_config()
+    return loopback_config()
 
 
 @pytest.fixture

@@ -238,9 +238,9 @@ async def test_client_vanishing_mid_handshake(gateway: RunningGateway) -> None:
 
 @pytest.fixture
 def gateway_config():  # type: ignore[no-untyped-def]
-    from tests.conftest import test_config
+    from tests.conftest import loopback_config
 
-    config = test_config()
+    config = loopback_config()
     config.ice.connect_timeout_s = 2.0
     config.server.max_body_bytes = 65536
     return config

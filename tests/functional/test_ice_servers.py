@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from gateway.config import Config, IceServer
-from tests.conftest import RunningGateway, test_config
+from tests.conftest import RunningGateway, loopback_config
 from tests.support.signaling import WsClient
 
 
 @pytest.fixture
 def gateway_config() -> Config:
-    config = test_config()
+    config = loopback_config()
     # Announced to clients only: OPTIONS and the hello create no peer connection,
     # so nothing is ever sent to these addresses.
     config.ice.servers = [
