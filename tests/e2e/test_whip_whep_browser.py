@@ -6,6 +6,7 @@ import pytest
 from playwright.async_api import Browser
 
 from tests.conftest import RunningGateway
+from tests.support.peers import whep_watch
 
 from .conftest import CAMERA_HEIGHT, CAMERA_WIDTH
 from .pages import assert_frames_grow, open_page, poll, wait_js
@@ -38,7 +39,7 @@ async function post(url, sdp) {
 """
 
 WHIP_PUBLISH = (
-    "async ({room, width, height}) => {"
+    "async ({room, width, height, codec}) => {"
     + GATHERED
     + """
   const stream = await navigator.mediaDevices.getUserMedia({
@@ -48,7 +49,12 @@ WHIP_PUBLISH = (
   stream.getVideoTracks()[0].contentHint = "detail";
   const pc = new RTCPeerConnection({iceServers: []});
   for (const track of stream.getTracks()) {
-    pc.addTransceiver(track, {direction: "sendonly", streams: [stream]});
+    const transceiver = pc.addTransceiver(track, {direction: "sendonly", streams: [stream]});
+    if (codec && track.kind === "video") {
+      const wanted = RTCRtpSender.getCapabilities("video").codecs.filter(
+        (c) => c.mimeType.toLowerCase() === `video/${codec.toLowerCase()}`);
+      transceiver.setCodecPreferences(wanted);
+    }
   }
   const {location, answer} = await post(`/whip/${room}`, await gathered(pc));
   await pc.setRemoteDescription({type: "answer", sdp: answer});
@@ -102,7 +108,7 @@ async def test_whip_publish_and_whep_watch_from_chromium(
     context = await browser.new_context()
     publisher = await open_page(context, f"{gateway.base}/", "whip")
     whip_location = await publisher.evaluate(
-        WHIP_PUBLISH, {"room": room, "width": CAMERA_WIDTH, "height": CAMERA_HEIGHT}
+        WHIP_PUBLISH, {"room": room, "width": CAMERA_WIDTH, "height": CAMERA_HEIGHT, "codec": None}
     )
     assert whip_location.startswith(f"/whip/{room}/")
     await wait_js(publisher, "window.whip.pc.connectionState === 'connected'")
@@ -132,3 +138,47 @@ async def test_whip_publish_and_whep_watch_from_chromium(
 
     await poll(gone, f"room {room} leaves /api/rooms after both DELETEs")
     assert not gateway.registry.sessions
+
+
+async def test_chromium_h264_reaches_aiortc_and_chromium_viewers(
+    gateway: RunningGateway, browser: Browser
+) -> None:
+    """Chromium's OpenH264 stream, forwarded untouched, decodes in aiortc and in Chromium."""
+    room = "e2e-h264"
+    context = await browser.new_context()
+    publisher = await open_page(context, f"{gateway.base}/", "whip-h264")
+    await publisher.evaluate(
+        WHIP_PUBLISH,
+        {"room": room, "width": CAMERA_WIDTH, "height": CAMERA_HEIGHT, "codec": "H264"},
+    )
+    await wait_js(publisher, "window.whip.pc.connectionState === 'connected'")
+
+    viewer = await whep_watch(gateway.http, gateway.base, room, kinds=("video",))
+    watcher = await open_page(context, f"{gateway.base}/", "whep-h264")
+    await watcher.evaluate(WHEP_WATCH, {"room": room})
+    await wait_js(
+        watcher, f"window.whep.width === {CAMERA_WIDTH} && window.whep.height === {CAMERA_HEIGHT}"
+    )
+    assert await assert_frames_grow(watcher, "window.whep.framesDecoded") > 0
+
+    async def decoded() -> bool:
+        return len(viewer.received.arrival) >= 20
+
+    await poll(decoded, "the aiortc viewer decodes 20 H264 frames")
+    assert (CAMERA_WIDTH, CAMERA_HEIGHT) in viewer.received.sizes
+    frame = viewer.received.last_frame
+    assert frame is not None
+    # The fake camera's colour bars survive: the decoded picture's chroma is far from grey.
+    planes = frame.to_ndarray(format="yuv420p")
+    chroma = planes[frame.height :].astype(int)
+    assert abs(chroma - 128).mean() > 30
+    async with gateway.http.get(f"{gateway.base}/api/stats") as response:
+        (track,) = [
+            t for t in (await response.json())["rooms"][0]["tracks"] if t["kind"] == "video"
+        ]
+    assert track["codec"] == "H264"
+    assert track["frames_decoded"] == 0
+    assert track["subscribers"] == 2
+    await viewer.close(gateway.http, gateway.base)
+    await watcher.evaluate(DELETE)
+    await publisher.evaluate(DELETE)
