@@ -29,6 +29,7 @@ class EncodedFrame:
 class OutgoingFrame:
     """A frame ready to send: RTP payloads built once, shared by every viewer."""
 
+    data: bytes  # the encoded frame itself (for sinks that remux or decode)
     payloads: list[bytes]
     timestamp: int  # in clock-rate units since the track's first frame (unwrapped)
     keyframe: bool

@@ -71,6 +71,7 @@ class Publisher:
             self._ssrc = frame.ssrc
             self.keyframes.retry()
         outgoing = OutgoingFrame(
+            data=frame.data,
             payloads=self._packetize(frame.data),
             timestamp=self._pts(frame.timestamp),
             keyframe=frame.keyframe,

@@ -17,7 +17,7 @@ def subscriber(kind: str = "video") -> tuple[Subscriber, FakeOutput]:
 
 
 def frame(keyframe: bool = True) -> OutgoingFrame:
-    return OutgoingFrame([b"a" * 30, b"b" * 20], 0, keyframe, 50, 0)
+    return OutgoingFrame(b"a" * 30 + b"b" * 20, [b"a" * 30, b"b" * 20], 0, keyframe, 50, 0)
 
 
 async def test_forward_hands_the_frame_to_every_subscriber() -> None:
@@ -55,3 +55,29 @@ async def test_gap_makes_video_subscribers_wait_for_a_keyframe() -> None:
     forwarder.forward(frame(keyframe=False))
     assert len(output.sent) == 2
     assert sub.skipped_until_keyframe == 1
+
+
+class RecordingSink:
+    def __init__(self) -> None:
+        self.frames: list[OutgoingFrame] = []
+        self.gaps = 0
+
+    def push(self, frame: OutgoingFrame) -> None:
+        self.frames.append(frame)
+
+    def frames_lost_upstream(self) -> None:
+        self.gaps += 1
+
+
+def test_sinks_get_every_frame_and_gap_until_removed() -> None:
+    forwarder = Forwarder()
+    sink = RecordingSink()
+    forwarder.add_sink(sink)
+    first = frame()
+    forwarder.forward(first)
+    forwarder.gap()
+    assert sink.frames == [first] and sink.gaps == 1
+    assert forwarder.sinks == [sink] and forwarder.subscribers == []
+    forwarder.remove_sink(sink)
+    forwarder.forward(frame(False))
+    assert sink.frames == [first]

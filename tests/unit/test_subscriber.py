@@ -57,7 +57,9 @@ def frame(
     timestamp: int, keyframe: bool = False, packets: int = 1, name: str = "f", ntp: int = 7
 ) -> OutgoingFrame:
     payloads = [f"{name}{timestamp}.{i}".encode() for i in range(packets)]
-    return OutgoingFrame(payloads, timestamp, keyframe, sum(map(len, payloads)), ntp)
+    return OutgoingFrame(
+        b"".join(payloads), payloads, timestamp, keyframe, sum(map(len, payloads)), ntp
+    )
 
 
 def started(kind: str = "video", **kwargs: object) -> tuple[Subscriber, FakeOutput, Requests]:

@@ -227,6 +227,7 @@ def encoded_frames(codec: str, count: int) -> list[OutgoingFrame]:
     assert len(packets) == count
     return [
         OutgoingFrame(
+            data=bytes(p),
             payloads=packetize(bytes(p)),
             timestamp=n * 3000,
             keyframe=p.is_keyframe,
