@@ -35,10 +35,15 @@ class Publisher:
         codec: str,
         receiver: RTCRtpReceiver,
         keyframe_interval_s: float,
+        source: str = "",
+        owner: str = "",
     ) -> None:
         self.id = uuid.uuid4().hex[:12]
         self.kind = kind
         self.codec = codec
+        self.source = source or ("camera" if kind == "video" else "microphone")
+        self.owner = owner  # id of the session that publishes it
+        self.muted = False
         self._receiver = receiver
         self._packetize = tap.packetizer(codec)
         self._assembler = FrameAssembler(codec, kind)
@@ -90,7 +95,8 @@ class Publisher:
                 self.keyframes.keyframe_arrived()
                 if self.codec == "VP8":
                     self.resolution = vp8_resolution(frame.data) or self.resolution
-        self.forwarder.forward(outgoing)
+        if not self.muted:
+            self.forwarder.forward(outgoing)
 
     def _pts(self, timestamp: int) -> int:
         """RTP timestamp unwrapped past 2**32 and made relative to the first frame."""
@@ -108,6 +114,7 @@ class Publisher:
         subscriber = Subscriber(
             self.kind, max_backlog, self.keyframes.request, on_stop=self._retire
         )
+        subscriber.source = self
         self.forwarder.add(subscriber)
         return subscriber
 
@@ -133,6 +140,24 @@ class Publisher:
         self.keyframes.close()
         for subscriber in self.forwarder.subscribers:
             subscriber.stop()
+
+    def set_muted(self, muted: bool) -> None:
+        """Pause or resume forwarding; nothing is torn down. Viewers resume at a keyframe."""
+        if muted == self.muted:
+            return
+        self.muted = muted
+        if not muted and self.kind == "video":
+            self.forwarder.gap()
+            self.keyframes.request()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "codec": self.codec,
+            "source": self.source,
+            "muted": self.muted,
+        }
 
     def stats(self) -> dict[str, Any]:
         elapsed = max(time.monotonic() - self.started_at, 1e-6)

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 import struct
 import time
 from collections.abc import Callable
 from typing import Any
-
-from aiortc import MediaStreamTrack
-from aiortc.mediastreams import MediaStreamError
 
 from .frames import OutgoingFrame
 from .tap import RtpOutput
@@ -19,11 +15,13 @@ HISTORY = 512  # sent packets kept for NACK retransmission (~2-3 s of 720p video
 _HEADER = struct.Struct("!BBHII")
 
 
-class Subscriber(MediaStreamTrack):
+class Subscriber:
     """Writes a track's shared frames to one viewer, with its own SSRC, sequence and clock.
 
-    aiortc negotiates the track and runs RTCP for it; media bypasses aiortc's send
-    loop (see tap.RtpOutput). The viewer's queue is its socket's send backlog:
+    aiortc negotiates the sending transceiver and runs its RTCP (see SenderSlot);
+    media bypasses aiortc's send loop (see tap.RtpOutput). When a transceiver
+    switches to another track, the new Subscriber continues the old one's sequence
+    numbers and timeline. The viewer's queue is its socket's send backlog:
     once over ``max_backlog`` bytes (the network cannot keep up) video is dropped
     until the next keyframe, which is requested, and audio frames are dropped.
     """
@@ -35,16 +33,19 @@ class Subscriber(MediaStreamTrack):
         request_keyframe: Callable[[], None],
         on_stop: Callable[[Subscriber], None] | None = None,
     ) -> None:
-        super().__init__()
         self.kind = kind
         self._max_backlog = max_backlog
         self._request_keyframe = request_keyframe
         self._on_stop = on_stop
         self._output: RtpOutput | None = None
-        self._ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.source: object = None  # the Publisher this subscriber receives
+        self.stopped = False
         self._waiting_for_keyframe = kind == "video"
         self._sequence = random.getrandbits(16)
         self._timestamp_origin = random.getrandbits(32)
+        # Set when continuing another subscriber's stream: where our timeline resumes.
+        self._resume_at: int | None = None
+        self._last_timestamp = 0
         self._history: list[tuple[int, bytes] | None] = [None] * HISTORY
         self.created_at = time.monotonic()
         self.connected_at: float | None = None
@@ -57,7 +58,12 @@ class Subscriber(MediaStreamTrack):
         self.keyframe_requests = 0  # PLI/FIR from this viewer
         self.retransmissions = 0
 
-    # -- called by aiortc (through tap.attach_sender) ---------------------------------
+    def continue_from(self, previous: Subscriber) -> None:
+        """Take over a transceiver from ``previous``: same sequence, no timestamp jump back."""
+        self._sequence = previous._sequence
+        self._resume_at = (previous._last_timestamp + 3000) & 0xFFFFFFFF
+
+    # -- called through the SenderSlot (aiortc's sender) ----------------------------------
 
     def start(self, output: RtpOutput) -> None:
         """DTLS is up and aiortc started this sender: frames can flow."""
@@ -76,17 +82,11 @@ class Subscriber(MediaStreamTrack):
             self._output.resend(entry[1])
             self.retransmissions += 1
 
-    async def recv(self) -> Any:
-        # aiortc's send loop waits here for the track's whole life: media is
-        # written by push(), not pulled.
-        await asyncio.shield(self._ended)
-        raise MediaStreamError
-
     # -- called by the forwarder --------------------------------------------------------
 
     def push(self, frame: OutgoingFrame) -> None:
         output = self._output
-        if output is None or self._ended.done():
+        if output is None or self.stopped:
             return  # not connected yet; the first frame it gets will be a keyframe
         if self._waiting_for_keyframe:
             if not frame.keyframe:
@@ -99,7 +99,11 @@ class Subscriber(MediaStreamTrack):
                 self._waiting_for_keyframe = True
                 self._request_keyframe()
             return
+        if self._resume_at is not None:
+            self._timestamp_origin = (self._resume_at - frame.timestamp) & 0xFFFFFFFF
+            self._resume_at = None
         timestamp = (self._timestamp_origin + frame.timestamp) & 0xFFFFFFFF
+        self._last_timestamp = timestamp
         last = len(frame.payloads) - 1
         payload_type = output.payload_type
         ssrc = output.ssrc
@@ -129,10 +133,8 @@ class Subscriber(MediaStreamTrack):
             self._waiting_for_keyframe = True
 
     def stop(self) -> None:
-        if self.readyState != "ended":
-            super().stop()
-            if not self._ended.done():
-                self._ended.set_result(None)
+        if not self.stopped:
+            self.stopped = True
             if self._on_stop is not None:
                 self._on_stop(self)
 

@@ -1,4 +1,4 @@
-"""One remote endpoint's peer connection, negotiated to publish or to watch a room."""
+"""One remote endpoint's peer connection: what it publishes and receives, renegotiated."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aiortc import (
@@ -14,14 +15,16 @@ from aiortc import (
     RTCPeerConnection,
     RTCRtpReceiver,
     RTCRtpSender,
+    RTCRtpTransceiver,
     RTCSessionDescription,
 )
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
+from aiortc.sdp import MediaDescription, SessionDescription
 
 from ..config import Config
 from ..errors import GatewayError, bad_request
-from ..media import tap
 from ..media.publisher import Publisher
+from ..media.sender_slot import SenderSlot
 from ..media.subscriber import Subscriber
 from ..signaling import ice, sdp
 
@@ -32,6 +35,11 @@ logger = logging.getLogger(__name__)
 
 PUBLISHER = "publisher"
 SUBSCRIBER = "subscriber"
+PARTICIPANT = "participant"
+
+SENDING = ("sendonly", "sendrecv")
+RECEIVING = ("recvonly", "sendrecv")
+DEFAULT_SOURCE = {"video": "camera", "audio": "microphone"}
 
 
 def _capabilities(kind: str, codec: str, rtx: bool) -> list[RTCRtpCodecCapability]:
@@ -41,18 +49,42 @@ def _capabilities(kind: str, codec: str, rtx: bool) -> list[RTCRtpCodecCapabilit
     return wanted + [c for c in caps if rtx and c.name.lower() == "rtx"]
 
 
-class Session:
-    """A peer connection plus what flows over it; ``close()`` releases everything."""
+def _direction(m: MediaDescription) -> str:
+    """The client's direction for an m-line; a rejected one (port 0) is inactive."""
+    return "inactive" if m.port == 0 else (m.direction or "sendrecv")
 
-    def __init__(self, room: Room, role: str, config: Config, transport: str) -> None:
+
+@dataclass
+class Negotiation:
+    """What one offer/answer changed."""
+
+    answer: str
+    published: list[Publisher] = field(default_factory=list)
+    unpublished: list[Publisher] = field(default_factory=list)
+
+
+class Session:
+    """A peer connection plus what flows over it; ``close()`` releases everything.
+
+    The remote end always makes the offers and the gateway answers, so the two never
+    offer at once (no glare). Each offer says, per m-line (by mid), what it is for:
+    a track the client publishes, or a published track it wants to receive.
+    """
+
+    def __init__(
+        self, room: Room, role: str, config: Config, transport: str, name: str = ""
+    ) -> None:
         self.id = uuid.uuid4().hex
         self.room = room
         self.role = role
         self.transport = transport  # "whip", "whep" or "ws": who signals for it
+        self.name = name
         self._config = config
         self.pc = RTCPeerConnection(ice.rtc_configuration(config.ice))
-        self.publishers: list[Publisher] = []
-        self.subscribers: list[Subscriber] = []
+        self.published: dict[str, Publisher] = {}  # mid -> track this session publishes
+        self.slots: dict[str, SenderSlot] = {}  # mid -> what this session receives
+        self._pending: dict[RTCRtpReceiver, tuple[str, str, str, str]] = {}
+        self._announced: set[str] = set()  # published track ids already reported
         self.created_at = time.monotonic()
         self.connected_at: float | None = None
         self.closed = False
@@ -63,92 +95,199 @@ class Session:
         self._connect_timer: asyncio.TimerHandle | None = None
         self._close_task: asyncio.Task[None] | None = None
         self.pc.on("connectionstatechange", self._on_connection_state)
+        self.pc.on("track", self._on_track)
 
     def on_close(self, callback: Callable[[Session], Any]) -> None:
         self._on_close.append(callback)
 
+    @property
+    def publishers(self) -> list[Publisher]:
+        return [p for p in self.published.values() if not p.closed]
+
+    @property
+    def subscribers(self) -> list[Subscriber]:
+        return [s.subscriber for s in self.slots.values() if s.subscriber is not None]
+
+    # -- WHIP / WHEP / one-purpose sessions ----------------------------------------------
+
     async def accept_publish(self, offer: str) -> str:
-        """Negotiate a publishing offer; returns the SDP answer."""
+        """Publish every track the offer sends (WHIP); returns the SDP answer."""
         description = sdp.parse_offer(offer, want="send")
-        media = self._config.media
-        pending: dict[RTCRtpReceiver, tuple[str, str]] = {}
+        publish = {
+            m.rtp.muxId: DEFAULT_SOURCE[m.kind]
+            for m in description.media
+            if m.kind in DEFAULT_SOURCE and _direction(m) in SENDING
+        }
+        if not publish:
+            raise bad_request("the offer publishes no audio or video", "invalid-sdp")
+        return (await self.negotiate(offer, publish, {}, description)).answer
+
+    async def accept_subscribe(self, offer: str, publishers: list[Publisher]) -> str:
+        """Receive, per receiving m-line, the first room track of its kind (WHEP)."""
+        description = sdp.parse_offer(offer, want="recv")
+        available = list(publishers)
+        subscribe: dict[str, Publisher] = {}
         for m in description.media:
-            if m.kind not in ("audio", "video") or m.port == 0:
+            if m.kind in DEFAULT_SOURCE and _direction(m) in RECEIVING:
+                publisher = next((p for p in available if p.kind == m.kind), None)
+                if publisher is not None:
+                    available.remove(publisher)
+                    subscribe[m.rtp.muxId] = publisher
+        if not subscribe:
+            raise GatewayError(
+                422, "nothing-to-receive", "the offer asks for no kind of media the room publishes"
+            )
+        return (await self.negotiate(offer, {}, subscribe, description)).answer
+
+    # -- any offer, first or renegotiation -------------------------------------------------
+
+    async def negotiate(
+        self,
+        offer: str,
+        publish: Mapping[str, str],
+        subscribe: Mapping[str, Publisher],
+        description: SessionDescription | None = None,
+    ) -> Negotiation:
+        """Answer ``offer``: m-lines in ``publish`` (mid -> source) are tracks the client
+        publishes; those in ``subscribe`` (mid -> track) receive that track. Any other
+        m-line is answered inactive; a known one that is no longer wanted stops."""
+        if self.closed:
+            raise GatewayError(410, "session-closed", "the session has ended")
+        if description is None:
+            description = sdp.parse_offer(offer, want="any")
+        media = [m for m in description.media if m.kind in DEFAULT_SOURCE]
+        self._check(media, publish, subscribe, description)
+        transceivers = {t.mid: t for t in self.pc.getTransceivers() if t.mid is not None}
+        result = Negotiation(answer="")
+        for m in media:
+            mid = m.rtp.muxId
+            direction = _direction(m)
+            publishing = mid in publish and direction in SENDING
+            wanted = subscribe.get(mid) if direction in RECEIVING else None
+            transceiver = transceivers.get(mid)
+            if transceiver is None:
+                self._add_transceiver(m, publish.get(mid, ""), publishing, wanted)
                 continue
-            accepted = media.video_codecs if m.kind == "video" else media.audio_codecs
+            publisher = self.published.get(mid)
+            if publisher is not None and not publisher.closed and not publishing:
+                publisher.close()
+                result.unpublished.append(publisher)
+            self._receive(transceiver, m.kind, wanted)
+        answer = await self._answer(offer, description)
+        result.answer = answer
+        result.published = [p for p in self.publishers if p.id not in self._announced]
+        self._announced.update(p.id for p in result.published)
+        return result
+
+    def _check(
+        self,
+        media: list[MediaDescription],
+        publish: Mapping[str, str],
+        subscribe: Mapping[str, Publisher],
+        description: SessionDescription,
+    ) -> None:
+        """Refuse the whole offer before changing anything."""
+        known = {t.mid for t in self.pc.getTransceivers() if t.mid is not None}
+        codecs = self._config.media
+        for m in media:
+            mid = m.rtp.muxId
             offered = [c.name.lower() for c in m.rtp.codecs]
-            codec = next((c for c in accepted if c.lower() in offered), None)
-            if codec is None:
-                raise GatewayError(
-                    422,
-                    "unsupported-codec",
-                    f"no {m.kind} codec in common: the offer has "
-                    f"{sdp.offered_codecs(description, m.kind)}, the gateway accepts {accepted}",
-                )
+            if mid in publish and mid not in known and _direction(m) in SENDING:
+                accepted = codecs.video_codecs if m.kind == "video" else codecs.audio_codecs
+                if not any(c.lower() in offered for c in accepted):
+                    raise GatewayError(
+                        422,
+                        "unsupported-codec",
+                        f"no {m.kind} codec in common: the offer has "
+                        f"{sdp.offered_codecs(description, m.kind)}, the gateway accepts {accepted}",
+                    )
+            track = subscribe.get(mid)
+            if track is not None and _direction(m) in RECEIVING:
+                if track.kind != m.kind:
+                    raise bad_request(
+                        f"m-line {mid} is {m.kind}, track {track.id} is {track.kind}",
+                        "wrong-kind",
+                    )
+                if track.codec.lower() not in offered:
+                    raise GatewayError(
+                        422,
+                        "unsupported-codec",
+                        f"track {track.id} is {track.codec}, which m-line {mid} does not accept "
+                        f"(it offers {sdp.offered_codecs(description, m.kind)})",
+                    )
+
+    def _add_transceiver(
+        self, m: MediaDescription, source: str, publishing: bool, wanted: Publisher | None
+    ) -> None:
+        """A new m-line: a transceiver created now is the one aiortc pairs with it."""
+        if publishing:
+            accepted = (
+                self._config.media.video_codecs
+                if m.kind == "video"
+                else self._config.media.audio_codecs
+            )
+            offered = [c.name.lower() for c in m.rtp.codecs]
+            codec = next(c for c in accepted if c.lower() in offered)
             transceiver = self.pc.addTransceiver(m.kind, direction="recvonly")
             # RTX lets the publisher resend what we NACK on a separate stream.
             caps = _capabilities(m.kind, codec, rtx=True)
             transceiver.setCodecPreferences(caps)
-            pending[transceiver.receiver] = (m.kind, caps[0].name)
-        if not pending:
-            raise bad_request("the offer publishes no audio or video", "invalid-sdp")
+            self._pending[transceiver.receiver] = (m.kind, caps[0].name, source, m.rtp.muxId)
+        elif _direction(m) in RECEIVING:
+            slot = SenderSlot(m.kind)
+            transceiver = self.pc.addTransceiver(slot.track, direction="inactive")
+            slot.bind(transceiver)
+            self.slots[m.rtp.muxId] = slot
+            self._point(slot, transceiver, wanted)
+        else:
+            self.pc.addTransceiver(m.kind, direction="inactive")
 
-        @self.pc.on("track")
-        def on_track(track: MediaStreamTrack) -> None:
-            for transceiver in self.pc.getTransceivers():
-                if transceiver.receiver.track is track and transceiver.receiver in pending:
-                    kind, codec = pending.pop(transceiver.receiver)
-                    self.publishers.append(
-                        Publisher(
-                            kind,
-                            codec,
-                            transceiver.receiver,
-                            media.keyframe_request_interval_ms / 1000,
-                        )
-                    )
+    def _receive(self, transceiver: RTCRtpTransceiver, kind: str, wanted: Publisher | None) -> None:
+        """Point a negotiated transceiver's sending side at ``wanted`` (or at nothing)."""
+        mid = transceiver.mid
+        assert mid is not None
+        slot = self.slots.get(mid)
+        if slot is None:
+            if wanted is None:
+                return
+            # A transceiver first used otherwise now receives: give it a slot.
+            slot = SenderSlot(kind)
+            transceiver.sender.replaceTrack(slot.track)
+            slot.bind(transceiver)
+            self.slots[mid] = slot
+        self._point(slot, transceiver, wanted)
 
-        return await self._answer(offer, description)
+    def _point(
+        self, slot: SenderSlot, transceiver: RTCRtpTransceiver, wanted: Publisher | None
+    ) -> None:
+        current = slot.subscriber
+        if wanted is None:
+            slot.assign(None)
+            transceiver.direction = "inactive"
+            return
+        if current is None or current.source is not wanted:
+            subscriber = wanted.subscribe(self._config.media.viewer_backlog_bytes)
+            slot.assign(subscriber)
+        transceiver.setCodecPreferences(_capabilities(slot.kind, wanted.codec, rtx=False))
+        transceiver.direction = "sendonly"
 
-    async def accept_subscribe(self, offer: str, publishers: list[Publisher]) -> str:
-        """Negotiate a watching offer against the room's published tracks."""
-        description = sdp.parse_offer(offer, want="recv")
-        media = self._config.media
-        available = list(publishers)
-        for m in description.media:
-            if m.kind not in ("audio", "video") or m.port == 0:
-                continue
-            publisher = next((p for p in available if p.kind == m.kind), None)
-            if publisher is None:
-                self.pc.addTransceiver(m.kind, direction="inactive")
-                continue
-            if publisher.codec.lower() not in [c.name.lower() for c in m.rtp.codecs]:
-                raise GatewayError(
-                    422,
-                    "unsupported-codec",
-                    f"the room's {m.kind} is {publisher.codec}, which the offer does not accept "
-                    f"(it offers {sdp.offered_codecs(description, m.kind)})",
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.receiver.track is track and transceiver.receiver in self._pending:
+                kind, codec, source, mid = self._pending.pop(transceiver.receiver)
+                self.published[mid] = Publisher(
+                    kind,
+                    codec,
+                    transceiver.receiver,
+                    self._config.media.keyframe_request_interval_ms / 1000,
+                    source=source,
+                    owner=self.id,
                 )
-            available.remove(publisher)
-            subscriber = publisher.subscribe(media.viewer_backlog_bytes)
-            self.subscribers.append(subscriber)
-            transceiver = self.pc.addTransceiver(subscriber, direction="sendonly")
-            # No RTX towards viewers: their NACKs are answered with the original packet.
-            transceiver.setCodecPreferences(_capabilities(m.kind, publisher.codec, rtx=False))
-            tap.attach_sender(
-                transceiver.sender,
-                subscriber.start,
-                subscriber.on_keyframe_request,
-                subscriber.on_nack,
-            )
-        if not self.subscribers:
-            raise GatewayError(
-                422, "nothing-to-receive", "the offer asks for no kind of media the room publishes"
-            )
-        return await self._answer(offer, description)
 
-    async def _answer(self, offer: str, description: Any) -> str:
-        media = [m for m in description.media if m.ice is not None]
-        self.remote_ufrag = media[0].ice.usernameFragment if media else None
+    async def _answer(self, offer: str, description: SessionDescription) -> str:
+        first = next((m for m in description.media if m.ice is not None), None)
+        if self.remote_ufrag is None and first is not None and first.ice is not None:
+            self.remote_ufrag = first.ice.usernameFragment
         try:
             await self.pc.setRemoteDescription(
                 RTCSessionDescription(sdp=sdp.strip_mdns_candidates(offer), type="offer")
@@ -160,13 +299,20 @@ class Session:
             raise GatewayError(
                 422, "negotiation-failed", f"the offer cannot be negotiated: {exc}"
             ) from exc
-        self._connect_timer = asyncio.get_running_loop().call_later(
-            self._config.ice.connect_timeout_s, self._connect_timed_out
-        )
+        if self._connect_timer is None and self.connected_at is None:
+            self._connect_timer = asyncio.get_running_loop().call_later(
+                self._config.ice.connect_timeout_s, self._connect_timed_out
+            )
         answer: str = self.pc.localDescription.sdp
         if self._config.ice.announced_address:
             answer = sdp.announce_address(answer, self._config.ice.announced_address)
         return answer
+
+    def unpublish(self, publisher: Publisher) -> None:
+        """Stop forwarding one of this session's tracks (its m-line stays until renegotiated)."""
+        publisher.close()
+
+    # -- ICE -------------------------------------------------------------------------------
 
     async def add_candidate(
         self, candidate: str | None, sdp_mid: str | None = None, sdp_mline_index: int | None = None
@@ -191,6 +337,8 @@ class Session:
             # aioice refuses candidates after end-of-candidates on a shared (bundled)
             # transport; the candidate is redundant there.
             pass
+
+    # -- lifetime --------------------------------------------------------------------------
 
     def _on_connection_state(self) -> None:
         state = self.pc.connectionState
@@ -219,10 +367,10 @@ class Session:
         if self._connect_timer is not None:
             self._connect_timer.cancel()
             self._connect_timer = None
-        for publisher in self.publishers:
+        for publisher in self.published.values():
             publisher.close()
-        for subscriber in self.subscribers:
-            subscriber.stop()
+        for slot in self.slots.values():
+            slot.close()
         for callback in self._on_close:
             try:
                 callback(self)
@@ -243,8 +391,9 @@ class Session:
     def describe(self) -> dict[str, Any]:
         return {
             "id": self.id,
+            "name": self.name,
             "role": self.role,
             "transport": self.transport,
             "state": self.state,
-            "tracks": [{"id": p.id, "kind": p.kind, "codec": p.codec} for p in self.publishers],
+            "tracks": [p.describe() for p in self.publishers],
         }

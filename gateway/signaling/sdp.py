@@ -14,7 +14,8 @@ _CANDIDATE_LINE = re.compile(r"^a=candidate:(\S+) (\d) (\S+) (\d+) (\S+) (\d+) t
 
 
 def parse_offer(sdp: str, *, want: str) -> SessionDescription:
-    """Parse and sanity-check an offer. ``want`` is "send" (publish) or "recv" (watch)."""
+    """Parse and sanity-check an offer. ``want`` is "send" (publish), "recv" (watch) or
+    "any" (a renegotiation, whose m-lines may all be inactive)."""
     if not sdp.strip():
         raise bad_request("the SDP offer is empty", "invalid-sdp")
     if not sdp.lstrip().startswith("v=0"):
@@ -35,6 +36,8 @@ def parse_offer(sdp: str, *, want: str) -> SessionDescription:
             raise bad_request("the SDP offer lacks a DTLS fingerprint: not WebRTC", "invalid-sdp")
         if not m.profile.startswith("UDP/TLS/RTP/SAVPF") and m.profile != "UDP/TLS/RTP/SAVP":
             raise bad_request(f"media profile {m.profile} is not WebRTC's", "invalid-sdp")
+    if want == "any":
+        return description
     directions = {m.direction or "sendrecv" for m in media if m.port != 0}
     allowed = {"send": {"sendonly", "sendrecv"}, "recv": {"recvonly", "sendrecv"}}[want]
     if not directions & allowed:

@@ -32,6 +32,7 @@ from aiortc.rtp import RtpPacket
 from gateway.media import tap
 from gateway.media.assembler import FrameAssembler
 from gateway.media.frames import EncodedFrame, OutgoingFrame
+from gateway.media.sender_slot import IdleTrack
 from gateway.media.subscriber import Subscriber
 from gateway.signaling.ice import restrict_host_addresses
 
@@ -185,6 +186,7 @@ class Viewer:
     def __init__(self) -> None:
         self.keyframe_requests = 0
         self.subscriber = Subscriber("video", 1 << 20, self._request)
+        self.track = IdleTrack("video")  # what aiortc's sender holds
         self.starts = 0
         self.writes = 0
         self.lose: set[int] = set()  # indices of writes to the socket to lose
@@ -247,7 +249,7 @@ async def push_paced(viewer: Viewer, frames: list[OutgoingFrame]) -> None:
 @pytest.mark.parametrize("codec", ["VP8", "H264"])
 async def test_attached_sender_delivers_forwarded_frames(links: LinkFactory, codec: str) -> None:
     viewer = Viewer()
-    link = await links(codec, track=viewer.subscriber, prepare=viewer.attach)
+    link = await links(codec, track=viewer.track, prepare=viewer.attach)
     await wait_for(lambda: viewer.starts == 1)
     assert viewer.keyframe_requests == 1  # a video viewer starts by asking for a keyframe
     assert viewer.output.backlog() == 0
@@ -273,7 +275,7 @@ async def test_attached_sender_delivers_forwarded_frames(links: LinkFactory, cod
 
 async def test_attached_sender_routes_a_viewers_pli_and_nack(links: LinkFactory) -> None:
     viewer = Viewer()
-    link = await links("VP8", track=viewer.subscriber, prepare=viewer.attach)
+    link = await links("VP8", track=viewer.track, prepare=viewer.attach)
     await wait_for(lambda: viewer.starts == 1)
     await push_paced(viewer, encoded_frames("VP8", 3))
     await wait_for(lambda: len(link.frames) == 3)
@@ -289,7 +291,7 @@ async def test_attached_sender_routes_a_viewers_pli_and_nack(links: LinkFactory)
 
 async def test_attached_sender_answers_nacks_for_lost_packets(links: LinkFactory) -> None:
     viewer = Viewer()
-    link = await links("VP8", track=viewer.subscriber, prepare=viewer.attach)
+    link = await links("VP8", track=viewer.track, prepare=viewer.attach)
     await wait_for(lambda: viewer.starts == 1)
     frames = encoded_frames("VP8", 10)
     assert len(frames[0].payloads) > 6

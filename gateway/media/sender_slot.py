@@ -1,0 +1,81 @@
+"""One sending transceiver of a session, and the Subscriber that currently feeds it."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiortc import MediaStreamTrack, RTCRtpTransceiver
+from aiortc.mediastreams import MediaStreamError
+
+from . import tap
+from .subscriber import Subscriber
+
+
+class IdleTrack(MediaStreamTrack):
+    """What aiortc's sender holds: media is written by the Subscriber, never pulled.
+
+    aiortc's send loop waits in ``recv()`` for the slot's whole life. A slot outlives
+    its subscribers (a viewer may switch tracks on one transceiver), so this track,
+    not the Subscriber, is what aiortc sees and eventually stops.
+    """
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self._ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def recv(self) -> Any:
+        await asyncio.shield(self._ended)
+        raise MediaStreamError
+
+    def stop(self) -> None:
+        if not self._ended.done():
+            self._ended.set_result(None)
+        super().stop()
+
+
+class SenderSlot:
+    """Routes aiortc's sender events (started, PLI/FIR, NACK) to the current Subscriber."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.track = IdleTrack(kind)
+        self.output: tap.RtpOutput | None = None
+        self.subscriber: Subscriber | None = None
+
+    def bind(self, transceiver: RTCRtpTransceiver) -> None:
+        tap.attach_sender(transceiver.sender, self._started, self._keyframe_request, self._nack)
+
+    def assign(self, subscriber: Subscriber | None) -> None:
+        """Feed this transceiver from ``subscriber`` (None: nothing, the slot idles)."""
+        previous = self.subscriber
+        if previous is subscriber:
+            return
+        if previous is not None:
+            previous.stop()
+            if subscriber is not None:
+                subscriber.continue_from(previous)
+        self.subscriber = subscriber
+        if subscriber is not None and self.output is not None:
+            subscriber.start(self.output)
+
+    def close(self) -> None:
+        self.assign(None)
+        self.track.stop()
+
+    def _started(self, output: tap.RtpOutput) -> None:
+        # aiortc calls the sender's send() again on every renegotiation.
+        if self.output is not None:
+            return
+        self.output = output
+        if self.subscriber is not None:
+            self.subscriber.start(output)
+
+    def _keyframe_request(self) -> None:
+        if self.subscriber is not None:
+            self.subscriber.on_keyframe_request()
+
+    def _nack(self, sequence_number: int) -> None:
+        if self.subscriber is not None:
+            self.subscriber.on_nack(sequence_number)

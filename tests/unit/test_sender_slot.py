@@ -1,0 +1,74 @@
+"""SenderSlot: one sending transceiver, routed to whichever Subscriber feeds it now."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiortc.mediastreams import MediaStreamError
+
+from gateway.media.sender_slot import SenderSlot
+from gateway.media.subscriber import Subscriber
+
+from .test_subscriber import FakeOutput, Requests, frame
+
+
+async def test_subscriber_starts_when_the_sender_starts_and_only_once() -> None:
+    slot = SenderSlot("video")
+    requests = Requests()
+    subscriber = Subscriber("video", 1 << 20, requests)
+    slot.assign(subscriber)
+    subscriber.push(frame(0, keyframe=True))
+    assert subscriber.frames_sent == 0  # not started: no transport yet
+    output = FakeOutput()
+    slot._started(output)  # type: ignore[arg-type]
+    slot._started(FakeOutput())  # type: ignore[arg-type]  # aiortc re-sends on renegotiation
+    assert requests.count == 1
+    subscriber.push(frame(0, keyframe=True))
+    assert len(output.sent) == 1
+
+
+async def test_switching_tracks_stops_the_old_subscriber_and_continues_the_stream() -> None:
+    slot = SenderSlot("video")
+    output = FakeOutput()
+    slot._started(output)  # type: ignore[arg-type]
+    first = Subscriber("video", 1 << 20, lambda: None)
+    slot.assign(first)
+    first.push(frame(9000, keyframe=True))
+    second_requests = Requests()
+    second = Subscriber("video", 1 << 20, second_requests)
+    slot.assign(second)
+    assert first.stopped and not second.stopped
+    assert second_requests.count == 1  # a keyframe for the new track
+    second.push(frame(777_000, keyframe=True))
+    a, b = output.packets()
+    assert b.sequence_number == (a.sequence_number + 1) & 0xFFFF
+    assert b.timestamp == (a.timestamp + 3000) & 0xFFFFFFFF
+
+
+async def test_pli_and_nack_go_to_the_current_subscriber() -> None:
+    slot = SenderSlot("video")
+    output = FakeOutput()
+    slot._started(output)  # type: ignore[arg-type]
+    slot._keyframe_request()  # nothing assigned: ignored
+    subscriber = Subscriber("video", 1 << 20, lambda: None)
+    slot.assign(subscriber)
+    slot._keyframe_request()
+    assert subscriber.keyframe_requests == 1
+    subscriber.push(frame(0, keyframe=True))
+    slot._nack(output.packets()[0].sequence_number)
+    assert subscriber.retransmissions == 1
+
+
+async def test_close_stops_the_subscriber_and_ends_aiortcs_send_loop() -> None:
+    slot = SenderSlot("audio")
+    subscriber = Subscriber("audio", 1 << 20, lambda: None)
+    slot.assign(subscriber)
+    waiting = asyncio.ensure_future(slot.track.recv())
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    slot.close()
+    assert subscriber.stopped and slot.subscriber is None
+    with pytest.raises(MediaStreamError):
+        await asyncio.wait_for(waiting, 1)
+    assert slot.track.readyState == "ended"
