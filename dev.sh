@@ -55,6 +55,14 @@ setup_chromium() {
     fi
 }
 
+setup_ffprobe() {
+    # The recording tests check files with ffprobe too, an independent reader
+    # (ffmpeg's own demuxers and decoders, not PyAV's bundled copy).
+    if ! command -v ffprobe >/dev/null; then
+        need_apt ffmpeg
+    fi
+}
+
 case "${1:-}" in
 run)
     shift
@@ -65,6 +73,7 @@ test)
     shift
     setup_venv "[test]"
     setup_chromium
+    setup_ffprobe
     "$VENV/bin/ruff" check gateway processors tests bench
     "$VENV/bin/ruff" format --check gateway processors tests bench
     "$VENV/bin/mypy"

@@ -9,6 +9,7 @@ from aiohttp import web
 from . import __version__
 from .appkeys import REGISTRY
 from .errors import not_found
+from .recording.api import RECORDINGS
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -25,6 +26,9 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def stats(request: web.Request) -> web.Response:
     body = request.app[REGISTRY].stats()
+    recordings = request.app[RECORDINGS]
+    for room in body["rooms"]:
+        room["recording"] = recordings.room_stats(room["room"])
     body["threads"] = threading.active_count()
     return web.json_response(body)
 

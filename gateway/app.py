@@ -13,6 +13,9 @@ from . import api
 from .appkeys import CONFIG, REGISTRY, SOCKETS
 from .config import Config
 from .errors import GatewayError, not_found
+from .recording import api as recording_api
+from .recording.controller import RecordingController
+from .rooms.policy import AccessPolicy
 from .rooms.registry import Registry
 from .signaling import ice, websocket, whep, whip
 
@@ -73,22 +76,30 @@ async def static_file(request: web.Request) -> web.FileResponse:
     return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
 
 
-def create_app(config: Config) -> web.Application:
+def create_app(config: Config, policy: AccessPolicy | None = None) -> web.Application:
+    """The gateway; ``policy`` decides who may join, publish and subscribe (default: all)."""
     ice.restrict_host_addresses(config.ice.addresses)
     app = web.Application(middlewares=[cors, errors], client_max_size=config.server.max_body_bytes)
     app[CONFIG] = config
     app[SOCKETS] = weakref.WeakSet()
+    # Recordings first: their files end with reason 'shutdown', then sessions close.
+    app.on_shutdown.append(recording_api.finalize)
     app.on_shutdown.append(websocket.close_all)
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
-        registry = Registry(config)
+        registry = Registry(config, policy)
         app[REGISTRY] = registry
+        recordings = RecordingController(registry, config.recording)
+        app[recording_api.RECORDINGS] = recordings
+        await recordings.recover()
         yield
+        await recordings.close()
         # Shutdown: every peer connection closes, every subscriber is told.
         await registry.close()
 
     app.cleanup_ctx.append(lifetime)
     api.add_routes(app)
+    recording_api.add_routes(app)
     whip.add_routes(app)
     whep.add_routes(app)
     app.router.add_get("/ws", websocket.handler)

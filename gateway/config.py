@@ -54,9 +54,42 @@ class MediaSettings:
 
 
 @dataclass
+class RoomBitrate:
+    room: str  # a shell pattern (fnmatch) of room names
+    max_bitrate_kbps: int
+    min_bitrate_kbps: int = 0
+
+
+@dataclass
+class IngestSettings:
+    transport_cc: bool = True
+    feedback_interval_ms: int = 50
+    max_bitrate_kbps: int = 3000
+    min_bitrate_kbps: int = 0
+    rooms: list[RoomBitrate] = field(default_factory=list)
+
+
+@dataclass
 class RoomSettings:
     max_subscribers: int = 500
     max_rooms: int = 1000
+    max_participants: int = 50
+    max_tracks_per_participant: int = 8
+    p2p_rooms: list[str] = field(default_factory=list)
+    p2p_max_participants: int = 4
+    chat_max_bytes: int = 4096
+    chat_rate_per_s: float = 5.0
+    chat_burst: int = 10
+    reconnect_grace_s: float = 10.0
+
+
+@dataclass
+class RecordingSettings:
+    directory: str = "recordings"
+    auto_record: list[str] = field(default_factory=list)
+    queue_frames: int = 300
+    cluster_ms: int = 500
+    fsync_interval_s: float = 1.0
 
 
 @dataclass
@@ -69,8 +102,10 @@ class Config:
     server: ServerSettings = field(default_factory=ServerSettings)
     ice: IceSettings = field(default_factory=IceSettings)
     media: MediaSettings = field(default_factory=MediaSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
     rooms: RoomSettings = field(default_factory=RoomSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    recording: RecordingSettings = field(default_factory=RecordingSettings)
 
 
 def load(path: str | Path | None = None, environ: typing.Mapping[str, str] | None = None) -> Config:
@@ -214,8 +249,40 @@ def _validate(config: Config) -> None:
         "must not be negative",
     )
     check(m.viewer_backlog_bytes >= 1500, "media.viewer_backlog_bytes", "must be at least 1500")
+    g = config.ingest
+    check(20 <= g.feedback_interval_ms <= 500, "ingest.feedback_interval_ms", "must be 20-500")
+    bounds = [("ingest", g.max_bitrate_kbps, g.min_bitrate_kbps)]
+    for i, room in enumerate(g.rooms):
+        check(bool(room.room), f"ingest.rooms[{i}].room", "must be a room name pattern")
+        bounds.append((f"ingest.rooms[{i}]", room.max_bitrate_kbps, room.min_bitrate_kbps))
+    for key, top, bottom in bounds:
+        check(top >= 0, f"{key}.max_bitrate_kbps", "must not be negative (0: no maximum)")
+        check(bottom >= 0, f"{key}.min_bitrate_kbps", "must not be negative (0: no minimum)")
+        check(
+            top == 0 or bottom <= top,
+            f"{key}.min_bitrate_kbps",
+            f"must not exceed max_bitrate_kbps ({top})",
+        )
     check(config.rooms.max_subscribers >= 1, "rooms.max_subscribers", "must be at least 1")
     check(config.rooms.max_rooms >= 1, "rooms.max_rooms", "must be at least 1")
+    check(config.rooms.max_participants >= 1, "rooms.max_participants", "must be at least 1")
+    check(
+        config.rooms.max_tracks_per_participant >= 1,
+        "rooms.max_tracks_per_participant",
+        "must be at least 1",
+    )
+    check(
+        config.rooms.p2p_max_participants >= 2, "rooms.p2p_max_participants", "must be at least 2"
+    )
+    check(config.rooms.chat_max_bytes >= 1, "rooms.chat_max_bytes", "must be at least 1")
+    check(config.rooms.chat_rate_per_s > 0, "rooms.chat_rate_per_s", "must be positive")
+    check(config.rooms.chat_burst >= 1, "rooms.chat_burst", "must be at least 1")
+    check(config.rooms.reconnect_grace_s >= 0, "rooms.reconnect_grace_s", "must not be negative")
+    r = config.recording
+    check(bool(r.directory.strip()), "recording.directory", "must not be empty")
+    check(r.queue_frames >= 10, "recording.queue_frames", "must be at least 10")
+    check(100 <= r.cluster_ms <= 5000, "recording.cluster_ms", "must be 100-5000")
+    check(r.fsync_interval_s > 0, "recording.fsync_interval_s", "must be positive")
     check(
         config.log.level.lower() in ("debug", "info", "warning", "error"),
         "log.level",

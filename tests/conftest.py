@@ -25,6 +25,8 @@ def free_port() -> int:
 def loopback_config() -> Config:
     config = Config()
     config.ice.addresses = ["127.0.0.1"]
+    # Participants whose socket closes leave quickly (test_reconnect covers the grace).
+    config.rooms.reconnect_grace_s = 0.5
     config.server.port = free_port()
     return config
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Protocol
 
 from .frames import OutgoingFrame
 from .subscriber import Subscriber
+
+logger = logging.getLogger(__name__)
 
 
 class FrameSink(Protocol):
@@ -28,6 +31,7 @@ class Forwarder:
         self._sinks: list[FrameSink] = []
         self.frames = 0
         self.bytes = 0
+        self.errors = 0
 
     def add(self, subscriber: Subscriber) -> None:
         self._subscribers.append(subscriber)
@@ -54,10 +58,14 @@ class Forwarder:
     def forward(self, frame: OutgoingFrame) -> None:
         self.frames += 1
         self.bytes += frame.size
-        for subscriber in self._subscribers:
-            subscriber.push(frame)
-        for sink in self._sinks:
-            sink.push(frame)
+        for receiver in (*self._subscribers, *self._sinks):
+            try:
+                receiver.push(frame)
+            except Exception:
+                # One failing viewer or sink must not cost the others this frame.
+                self.errors += 1
+                if self.errors == 1 or self.errors % 1000 == 0:
+                    logger.exception("forwarding a frame failed (%d failures)", self.errors)
 
     def gap(self) -> None:
         for subscriber in self._subscribers:

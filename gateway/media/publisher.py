@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from aiortc import RTCRtpReceiver
@@ -63,6 +64,8 @@ class Publisher:
         self._retired = {"frames": 0, "bytes": 0, "drops": 0, "skipped": 0}
         self.resolution: tuple[int, int] | None = None
         self.closed = False
+        # Windowed ingest numbers (bitrate, fps, loss, jitter, feedback), set by media/ingest.py.
+        self.ingest_stats: Callable[[], dict[str, Any]] | None = None
         tap.tap_receiver(receiver, self._assembler, self.on_frames)
 
     def on_frames(self, frames: list[EncodedFrame]) -> None:
@@ -182,5 +185,7 @@ class Publisher:
             "keyframe_requests_upstream": self.keyframes.sent,
             "keyframe_requests_coalesced": self.keyframes.coalesced,
             "tap_errors": tap.tap_errors(self._receiver),
+            "forward_errors": self.forwarder.errors,
             "subscribers": len(subscribers),
+            "ingest": self.ingest_stats() if self.ingest_stats is not None else None,
         }

@@ -43,6 +43,9 @@ class SenderSlot:
         self.track = IdleTrack(kind)
         self.output: tap.RtpOutput | None = None
         self.subscriber: Subscriber | None = None
+        # The last subscriber that wrote here: the next one continues its sequence
+        # numbers (SRTP refuses to protect an index it has passed) and timeline.
+        self._last: Subscriber | None = None
 
     def bind(self, transceiver: RTCRtpTransceiver) -> None:
         tap.attach_sender(transceiver.sender, self._started, self._keyframe_request, self._nack)
@@ -54,8 +57,9 @@ class SenderSlot:
             return
         if previous is not None:
             previous.stop()
-            if subscriber is not None:
-                subscriber.continue_from(previous)
+            self._last = previous
+        if subscriber is not None and self._last is not None:
+            subscriber.continue_from(self._last)
         self.subscriber = subscriber
         if subscriber is not None and self.output is not None:
             subscriber.start(self.output)

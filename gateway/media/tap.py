@@ -14,14 +14,19 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from aiortc import RTCRtpReceiver, RTCRtpSender
+from aiortc import RTCDtlsTransport, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.jitterbuffer import JitterFrame
-from aiortc.rtcrtpparameters import RTCRtpSendParameters
-from aiortc.rtp import RtpPacket
+from aiortc.rtcrtpparameters import (
+    RTCRtcpFeedback,
+    RTCRtpHeaderExtensionParameters,
+    RTCRtpSendParameters,
+)
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtpPacket, pack_remb_fci, unpack_remb_fci
 
 from .assembler import FrameAssembler
+from .congestion import TRANSPORT_CC_URI
 from .frames import EncodedFrame
 
 logger = logging.getLogger(__name__)
@@ -203,3 +208,135 @@ def packetizer(codec: str) -> Callable[[bytes], list[bytes]]:
     if codec == "H264":
         return lambda data: H264Encoder._packetize(H264Encoder._split_bitstream(data))
     return lambda data: [data]
+
+
+# --- Publisher ingest: transport-cc negotiation, the RTP arrival hook, RTCP out -------------
+# (media/ingest.py decides; these only reach into aiortc.)
+
+_REMB_ESTIMATOR_ATTR = "_RTCRtpReceiver__remote_bitrate_estimator"
+_REMOTE_STREAMS_ATTR = "_RTCRtpReceiver__remote_streams"
+_RTX_SSRC_ATTR = "_RTCRtpReceiver__rtx_ssrc"
+_RTCP_SSRC_ATTR = "_RTCRtpReceiver__rtcp_ssrc"
+
+
+def negotiated_feedback(transceiver: RTCRtpTransceiver) -> set[str]:
+    """RTCP feedback types negotiated for the transceiver's main codec (after the offer)."""
+    codecs = transceiver._codecs
+    return {f.type for f in codecs[0].rtcpFeedback} if codecs else set()
+
+
+def accept_transport_cc(
+    transceiver: RTCRtpTransceiver, extension_id: int, payload_types: set[int]
+) -> None:
+    """Answer an offer's transport-wide-cc header extension and ``transport-cc`` feedback.
+
+    aiortc lists neither, so its negotiation drops them. Called between
+    setRemoteDescription and createAnswer (from the ``track`` event): the answer and the
+    receiver's header extension map are built from these per-transceiver lists, so
+    viewers' transceivers and every other peer connection are unaffected.
+    """
+    for attr in ("_codecs", "_headerExtensions"):
+        if not hasattr(transceiver, attr):
+            raise RuntimeError(f"aiortc internals changed: RTCRtpTransceiver has no {attr}")
+    extensions: list[RTCRtpHeaderExtensionParameters] = transceiver._headerExtensions
+    if not any(e.uri == TRANSPORT_CC_URI for e in extensions):
+        extensions.append(RTCRtpHeaderExtensionParameters(id=extension_id, uri=TRANSPORT_CC_URI))
+    for codec in transceiver._codecs:
+        if codec.payloadType in payload_types and codec.name.lower() != "rtx":
+            if not any(f.type == "transport-cc" for f in codec.rtcpFeedback):
+                codec.rtcpFeedback.append(RTCRtcpFeedback(type="transport-cc"))
+
+
+def add_codec_parameters(transceiver: RTCRtpTransceiver, parameters: dict[str, int]) -> None:
+    """Adds fmtp parameters to the answer's codecs (e.g. x-google-min-bitrate)."""
+    for codec in transceiver._codecs:
+        if codec.name.lower() != "rtx":
+            codec.parameters.update(parameters)
+
+
+def on_rtp_received(transport: RTCDtlsTransport, callback: Callable[[bytes], None]) -> None:
+    """Calls ``callback(rtp)`` for every RTP packet the transport receives (after SRTP).
+
+    This is before aiortc routes packets to receivers, so it sees every SSRC of the
+    transport: media, RTX and padding-only bandwidth probes, even ones no receiver
+    takes. An exception escaping here would kill the transport, so none does.
+    """
+    original = getattr(transport, "_handle_rtp_data", None)
+    if original is None:
+        raise RuntimeError("aiortc internals changed: RTCDtlsTransport has no _handle_rtp_data")
+
+    async def handle_rtp_data(data: bytes, arrival_time_ms: int) -> None:
+        try:
+            callback(data)
+        except Exception:
+            logger.exception("RTP arrival hook failed")
+        await original(data, arrival_time_ms=arrival_time_ms)
+
+    transport._handle_rtp_data = handle_rtp_data  # type: ignore[method-assign]
+
+
+def disable_remb_estimate(receiver: RTCRtpReceiver) -> None:
+    """Stops aiortc sending REMB from its abs-send-time estimate (ours replaces it)."""
+    if not hasattr(receiver, _REMB_ESTIMATOR_ATTR):
+        raise RuntimeError(
+            f"aiortc internals changed: RTCRtpReceiver has no {_REMB_ESTIMATOR_ATTR}"
+        )
+    setattr(receiver, _REMB_ESTIMATOR_ATTR, None)
+
+
+def on_remb_sent(receiver: RTCRtpReceiver, callback: Callable[[int], None]) -> None:
+    """Calls ``callback(bitrate)`` whenever aiortc's receiver sends a REMB (its estimate)."""
+    original = receiver._send_rtcp
+
+    async def send_rtcp(packet: Any) -> None:
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            try:
+                callback(unpack_remb_fci(packet.fci)[0])
+            except Exception:
+                logger.exception("REMB observer failed")
+        await original(packet)
+
+    receiver._send_rtcp = send_rtcp  # type: ignore[method-assign]
+
+
+def rtcp_ssrc(receiver: RTCRtpReceiver) -> int | None:
+    """The SSRC this side's RTCP is sent with."""
+    ssrc: int | None = getattr(receiver, _RTCP_SSRC_ATTR, None)
+    return ssrc
+
+
+async def send_rtcp(receiver: RTCRtpReceiver, packet: bytes) -> None:
+    """Sends one serialized RTCP packet on the receiver's transport (SRTCP-protected)."""
+    try:
+        await receiver.transport._send_rtp(packet)
+    except ConnectionError:
+        pass  # not (or no longer) connected
+
+
+async def send_remb(receiver: RTCRtpReceiver, bitrate: int, ssrcs: list[int]) -> None:
+    """Sends a REMB (Receiver Estimated Maximum Bitrate) of ``bitrate`` bps for ``ssrcs``."""
+    ssrc = rtcp_ssrc(receiver)
+    if ssrc is not None:
+        packet = RtcpPsfbPacket(
+            fmt=RTCP_PSFB_APP, ssrc=ssrc, media_ssrc=0, fci=pack_remb_fci(bitrate, ssrcs)
+        )
+        await send_rtcp(receiver, bytes(packet))
+
+
+def receive_statistics(receiver: RTCRtpReceiver) -> tuple[int, int, float]:
+    """(packets received, packets lost, interarrival jitter in seconds) of the media SSRCs.
+
+    From aiortc's RTCP receiver statistics; retransmissions (RTX SSRCs) are left out, so
+    "lost" counts packets missing before any NACK retransmission.
+    """
+    streams: dict[int, Any] = getattr(receiver, _REMOTE_STREAMS_ATTR, {})
+    rtx: dict[int, int] = getattr(receiver, _RTX_SSRC_ATTR, {})
+    received = lost = 0
+    jitter = 0.0
+    for ssrc, stream in list(streams.items()):
+        if ssrc in rtx or stream.max_seq is None:
+            continue
+        received += stream.packets_received
+        lost += max(stream.packets_expected - stream.packets_received, 0)
+        jitter = max(jitter, stream.jitter / stream._clockrate)
+    return received, lost, jitter

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import fnmatch
+import json
 import logging
+import secrets
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..config import Config
-from ..errors import GatewayError, not_found
-from .room import Room, check_room_name
-from .session import PUBLISHER, SUBSCRIBER, Session
+from ..errors import GatewayError, bad_request, not_found
+from .chat import RateLimit, chat_message
+from .policy import AccessPolicy, Request
+from .room import P2P, SFU, Room, check_room_name
+from .session import PARTICIPANT, PUBLISHER, SUBSCRIBER, Negotiation, Session
 
 logger = logging.getLogger(__name__)
 
@@ -17,22 +23,27 @@ logger = logging.getLogger(__name__)
 class Registry:
     """Owns every Room and Session; closing it closes them all."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, policy: AccessPolicy | None = None) -> None:
         self.config = config
+        self.policy = policy or AccessPolicy()
         self.rooms: dict[str, Room] = {}
         self.sessions: dict[str, Session] = {}
+        # Called with (room, session) once a publisher's tracks exist (auto-recording).
+        self.on_publish: list[Callable[[Room, Session], None]] = []
 
     def room(self, name: str) -> Room | None:
         return self.rooms.get(check_room_name(name))
 
-    def get_or_create_room(self, name: str) -> Room:
+    def get_or_create_room(self, name: str, mode: str = SFU) -> Room:
         room = self.room(name)
         if room is None:
             if len(self.rooms) >= self.config.rooms.max_rooms:
                 raise GatewayError(
                     503, "too-many-rooms", "the gateway has its maximum number of rooms"
                 )
-            room = Room(name, self.config.rooms.max_subscribers)
+            room = Room(
+                name, self.config.rooms.max_subscribers, self.config.rooms.max_participants, mode
+            )
             self.rooms[name] = room
         return room
 
@@ -42,8 +53,15 @@ class Registry:
             raise not_found(f"no session {session_id!r}", "unknown-session")
         return session
 
-    async def publish(self, room_name: str, offer: str, transport: str) -> tuple[Session, str]:
+    async def publish(
+        self, room_name: str, offer: str, transport: str, credentials: Mapping[str, Any] = {}
+    ) -> tuple[Session, str]:
+        self.policy.check(
+            Request("publish", check_room_name(room_name), transport, dict(credentials))
+        )
         room = self.get_or_create_room(room_name)
+        if room.mode == P2P:
+            raise GatewayError(409, "p2p-room", f"room {room_name!r} is peer-to-peer")
         session = Session(room, PUBLISHER, self.config, transport)
         self._track(session)
         try:
@@ -53,9 +71,15 @@ class Registry:
             await session.close("rejected")
             raise
         room.announce_publisher()
+        self._published(room, session)
         return session, answer
 
-    async def subscribe(self, room_name: str, offer: str, transport: str) -> tuple[Session, str]:
+    async def subscribe(
+        self, room_name: str, offer: str, transport: str, credentials: Mapping[str, Any] = {}
+    ) -> tuple[Session, str]:
+        self.policy.check(
+            Request("subscribe", check_room_name(room_name), transport, dict(credentials))
+        )
         room = self.room(room_name)
         if room is None or not room.publishers:
             raise not_found(f"room {room_name!r} has no publisher", "no-publisher")
@@ -68,6 +92,141 @@ class Registry:
             await session.close("rejected")
             raise
         return session, answer
+
+    def join(
+        self,
+        room_name: str,
+        name: str,
+        mode: str | None = None,
+        credentials: Mapping[str, Any] = {},
+    ) -> Session:
+        """A participant joins by name; its peer connection is negotiated by its offers.
+
+        ``mode`` "p2p" creates a peer-to-peer room (or must match an existing one);
+        rooms named by ``rooms.p2p_rooms`` are always peer-to-peer.
+        """
+        self.policy.check(Request("join", check_room_name(room_name), "ws", dict(credentials)))
+        if not 1 <= len(name) <= 64 or not name.isprintable():
+            raise bad_request("a display name is 1-64 printable characters", "invalid-name")
+        if mode not in (None, SFU, P2P):
+            raise bad_request(f"mode is {SFU!r} or {P2P!r}", "invalid-mode")
+        rooms = self.config.rooms
+        configured = (
+            P2P if any(fnmatch.fnmatchcase(room_name, p) for p in rooms.p2p_rooms) else None
+        )
+        existing = self.room(room_name)
+        wanted = configured or mode or (existing.mode if existing else SFU)
+        if existing is None:
+            room = self.get_or_create_room(room_name, wanted)
+        elif existing.mode != wanted:
+            raise GatewayError(
+                409, "mode-mismatch", f"room {room_name!r} is {existing.mode}, not {wanted}"
+            )
+        else:
+            room = existing
+        if room.mode == P2P:
+            room.max_participants = rooms.p2p_max_participants
+        session = Session(room, PARTICIPANT, self.config, "ws", name=name)
+        try:
+            room.add_participant(session)
+        except GatewayError:
+            self.release_if_idle(room)
+            raise
+        self._track(session)
+        session.chat_limit = RateLimit(rooms.chat_rate_per_s, rooms.chat_burst)
+        session.on_data = self._on_data
+        return session
+
+    def resume(self, participant_id: str, token: str) -> Session:
+        """Take back a participant whose socket dropped, within the grace period."""
+        session = self.sessions.get(participant_id)
+        if (
+            session is None
+            or session.closed
+            or session.role != PARTICIPANT
+            or not secrets.compare_digest(session.resume_token, token)
+        ):
+            raise GatewayError(
+                404, "cannot-resume", "no participant to resume with that id and token"
+            )
+        return session
+
+    def chat(self, session: Session, text: Any, to: str | None) -> None:
+        """A participant's chat message, to the room or to one participant."""
+        message = chat_message(
+            session.id,
+            session.name,
+            text,
+            to,
+            self.config.rooms.chat_max_bytes,
+            session.chat_limit or RateLimit(self.config.rooms.chat_rate_per_s, 1),
+        )
+        session.room.chat(message)
+
+    def _on_data(self, session: Session, text: str) -> None:
+        """A message on a participant's "chat" data channel: {"text", "to"?}."""
+        try:
+            data = json.loads(text)
+            if not isinstance(data, dict):
+                raise bad_request("data channel messages are JSON objects", "invalid-message")
+            to = data.get("to")
+            self.chat(session, data.get("text"), to if isinstance(to, str) else None)
+        except json.JSONDecodeError:
+            session.deliver({"type": "error", "code": "invalid-json", "message": "not valid JSON"})
+        except GatewayError as exc:
+            session.deliver({"type": "error", "code": exc.code, "message": exc.message})
+
+    async def renegotiate(
+        self,
+        session: Session,
+        offer: str,
+        publish: Mapping[str, str],
+        subscribe: Mapping[str, str],
+        credentials: Mapping[str, Any] = {},
+    ) -> Negotiation:
+        """A participant's offer: ``publish`` maps mids to sources, ``subscribe`` mids to
+        track ids of the room. Publishing and receiving pass the access policy."""
+        room = session.room
+        if room.mode == P2P:
+            raise GatewayError(
+                409,
+                "p2p-room",
+                f"room {room.name!r} is peer-to-peer: media never reaches the gateway",
+            )
+        if publish:
+            self.policy.check(Request("publish", room.name, "ws", dict(credentials)))
+        if subscribe:
+            self.policy.check(Request("subscribe", room.name, "ws", dict(credentials)))
+        tracks = {}
+        for mid, track_id in subscribe.items():
+            if room.was_unpublished(track_id):
+                # Gone since the client's offer was made: answered inactive, as if
+                # the client had dropped it (a race, not an error).
+                continue
+            tracks[mid] = room.track(track_id)  # raises unknown-track
+        for track in tracks.values():
+            if track.owner == session.id:
+                raise bad_request(f"track {track.id} is your own", "own-track")
+        new = [mid for mid in publish if mid not in session.published]
+        limit = self.config.rooms.max_tracks_per_participant
+        if len(session.publishers) + len(new) > limit:
+            raise GatewayError(
+                403, "too-many-tracks", f"a participant publishes at most {limit} tracks"
+            )
+        result = await session.negotiate(offer, publish, tracks)
+        for publisher in result.unpublished:
+            room.track_unpublished(publisher)
+        room.tracks_published(session, result.published)
+        if result.published:
+            self._published(room, session)
+        return result
+
+    def _published(self, room: Room, session: Session) -> None:
+        for hook in self.on_publish:
+            try:
+                hook(room, session)
+            except Exception:
+                logger.exception("publish hook failed")
 
     def _track(self, session: Session) -> None:
         self.sessions[session.id] = session

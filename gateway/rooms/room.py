@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,9 @@ from ..media.publisher import Publisher
 from .session import Session
 
 logger = logging.getLogger(__name__)
+
+SFU = "sfu"  # media goes through the gateway
+P2P = "p2p"  # the gateway relays signaling only; media flows between browsers
 
 ROOM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -30,22 +34,129 @@ def check_room_name(name: str) -> str:
 
 
 class Room:
-    """Holds who publishes and who watches; tells listeners when that changes."""
+    """Holds who publishes and who watches; tells listeners when that changes.
 
-    def __init__(self, name: str, max_subscribers: int) -> None:
+    A room has participants (WebSocket sessions that joined by name, each publishing
+    and receiving any tracks over one peer connection), at most one stream publisher
+    (WHIP, or a one-purpose WebSocket publish), and viewers of that stream (WHEP).
+    """
+
+    def __init__(
+        self, name: str, max_subscribers: int, max_participants: int = 50, mode: str = SFU
+    ) -> None:
         self.name = check_room_name(name)
+        self.mode = mode
         self.max_subscribers = max_subscribers
+        self.max_participants = max_participants
+        self.signals_relayed = 0
         self.created_at = time.time()
         self.publisher: Session | None = None
         self._announced = False
         self.subscribers: set[Session] = set()
+        self.participants: dict[str, Session] = {}
+        self._announced_tracks: set[str] = set()  # participants' tracks others were told of
+        self._unpublished: deque[str] = deque(maxlen=1000)  # recently gone track ids
         self._listeners: set[EventListener] = set()
 
     @property
     def publishers(self) -> list[Publisher]:
-        if self.publisher is None or self.publisher.closed:
-            return []
-        return list(self.publisher.publishers)
+        """Every live track in the room, the stream publisher's first."""
+        tracks: list[Publisher] = []
+        if self.publisher is not None and not self.publisher.closed:
+            tracks.extend(self.publisher.publishers)
+        for participant in self.participants.values():
+            tracks.extend(participant.publishers)
+        return tracks
+
+    def track(self, track_id: str) -> Publisher:
+        for publisher in self.publishers:
+            if publisher.id == track_id:
+                return publisher
+        raise GatewayError(404, "unknown-track", f"room {self.name!r} has no track {track_id!r}")
+
+    def add_participant(self, session: Session) -> None:
+        if len(self.participants) >= self.max_participants:
+            raise GatewayError(
+                503,
+                "room-full",
+                f"room {self.name!r} has its maximum of {self.max_participants} participants",
+            )
+        self.emit(
+            {"type": "participant-joined", "room": self.name, "participant": session.describe()}
+        )
+        self.participants[session.id] = session
+        session.on_close(self._participant_closed)
+
+    def participant(self, participant_id: str) -> Session:
+        session = self.participants.get(participant_id)
+        if session is None or session.closed:
+            raise GatewayError(
+                404,
+                "unknown-participant",
+                f"room {self.name!r} has no participant {participant_id!r}",
+            )
+        return session
+
+    def chat(self, message: dict[str, Any]) -> None:
+        """Deliver a checked chat message to its addressee (and back to its sender), or to
+        every participant; each gets it on its data channel if open, else its socket."""
+        to = message.get("to")
+        if to is not None:
+            self.participant(to).deliver(message)
+            sender = self.participants.get(message["from"])
+            if sender is not None and sender.id != to:
+                sender.deliver(message)
+            return
+        for session in list(self.participants.values()):
+            session.deliver(message)
+
+    def relay(self, sender: Session, to: str, data: Any) -> None:
+        """Peer-to-peer rooms: pass an offer, answer or candidate to one participant."""
+        if self.mode != P2P:
+            raise GatewayError(
+                409, "not-p2p", f"room {self.name!r} carries media through the gateway; use 'offer'"
+            )
+        self.participant(to).deliver({"type": "signal", "from": sender.id, "data": data})
+        self.signals_relayed += 1
+
+    def _participant_closed(self, session: Session) -> None:
+        if self.participants.pop(session.id, None) is None:
+            return
+        for publisher in session.published.values():
+            self.track_unpublished(publisher)
+        self.emit({"type": "participant-left", "room": self.name, "participant": session.id})
+
+    def tracks_published(self, session: Session, tracks: list[Publisher]) -> None:
+        for publisher in tracks:
+            self._announced_tracks.add(publisher.id)
+            self.emit(
+                {
+                    "type": "track-published",
+                    "room": self.name,
+                    "participant": session.id,
+                    "track": publisher.describe(),
+                }
+            )
+
+    def was_unpublished(self, track_id: str) -> bool:
+        return track_id in self._unpublished
+
+    def track_unpublished(self, publisher: Publisher) -> None:
+        if publisher.id not in self._announced_tracks:
+            return
+        self._unpublished.append(publisher.id)
+        self._announced_tracks.discard(publisher.id)
+        self.emit({"type": "track-unpublished", "room": self.name, "track": publisher.id})
+
+    def track_muted(self, publisher: Publisher) -> None:
+        self.emit(
+            {
+                "type": "track-muted",
+                "room": self.name,
+                "track": publisher.id,
+                "muted": publisher.muted,
+            }
+        )
 
     def claim_publisher(self, session: Session) -> None:
         if self.publisher is not None and not self.publisher.closed:
@@ -101,20 +212,30 @@ class Room:
 
     @property
     def idle(self) -> bool:
-        return self.publisher is None and not self.subscribers and not self._listeners
+        return (
+            self.publisher is None
+            and not self.subscribers
+            and not self.participants
+            and not self._listeners
+        )
 
     def describe(self) -> dict[str, Any]:
         return {
             "room": self.name,
             "publisher": self.publisher.describe() if self.publisher else None,
             "subscribers": len(self.subscribers),
+            "participants": [p.describe() for p in self.participants.values()],
+            "mode": self.mode,
         }
 
     def stats(self) -> dict[str, Any]:
         return {
             "room": self.name,
-            "live": self.publisher is not None and not self.publisher.closed,
+            "live": bool(self.publishers),
             "publisher_session": self.publisher.id if self.publisher else None,
             "subscribers": len(self.subscribers),
+            "participants": len(self.participants),
+            "mode": self.mode,
+            "signals_relayed": self.signals_relayed,
             "tracks": [p.stats() for p in self.publishers],
         }

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import secrets
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -12,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiortc import (
     MediaStreamTrack,
+    RTCDataChannel,
     RTCPeerConnection,
     RTCRtpReceiver,
     RTCRtpSender,
@@ -23,10 +26,12 @@ from aiortc.sdp import MediaDescription, SessionDescription
 
 from ..config import Config
 from ..errors import GatewayError, bad_request
+from ..media.ingest import IngestControl
 from ..media.publisher import Publisher
 from ..media.sender_slot import SenderSlot
 from ..media.subscriber import Subscriber
 from ..signaling import ice, sdp
+from .chat import RateLimit
 
 if TYPE_CHECKING:
     from .room import Room
@@ -92,10 +97,22 @@ class Session:
         self.remote_ufrag: str | None = None
         self._remote_candidates_ended = False
         self._on_close: list[Callable[[Session], Any]] = []
+        # How to reach the remote end outside media: its signaling socket, and its
+        # "chat" data channel when it opened one (preferred for chat).
+        self.notify: Callable[[dict[str, Any]], None] | None = None
+        self.data_channel: RTCDataChannel | None = None
+        self.on_data: Callable[[Session, str], None] | None = None
+        self.chat_limit: RateLimit | None = None
+        # Lets the same client take the session back on a new socket (see detach()).
+        self.resume_token = secrets.token_urlsafe(18)
+        self._grace_timer: asyncio.TimerHandle | None = None
         self._connect_timer: asyncio.TimerHandle | None = None
         self._close_task: asyncio.Task[None] | None = None
         self.pc.on("connectionstatechange", self._on_connection_state)
         self.pc.on("track", self._on_track)
+        self.pc.on("datachannel", self._on_datachannel)
+        # transport-cc feedback and bitrate bounds for what this session publishes
+        self._ingest = IngestControl(config.ingest, room.name)
 
     def on_close(self, callback: Callable[[Session], Any]) -> None:
         self._on_close.append(callback)
@@ -283,6 +300,7 @@ class Session:
                     source=source,
                     owner=self.id,
                 )
+                self._ingest.attach(transceiver, self.published[mid])
 
     async def _answer(self, offer: str, description: SessionDescription) -> str:
         first = next((m for m in description.media if m.ice is not None), None)
@@ -292,6 +310,7 @@ class Session:
             await self.pc.setRemoteDescription(
                 RTCSessionDescription(sdp=sdp.strip_mdns_candidates(offer), type="offer")
             )
+            self._ingest.negotiate(description)
             await self.pc.setLocalDescription(await self.pc.createAnswer())
         except GatewayError:
             raise
@@ -303,7 +322,7 @@ class Session:
             self._connect_timer = asyncio.get_running_loop().call_later(
                 self._config.ice.connect_timeout_s, self._connect_timed_out
             )
-        answer: str = self.pc.localDescription.sdp
+        answer: str = self._ingest.shape_answer(self.pc.localDescription.sdp)
         if self._config.ice.announced_address:
             answer = sdp.announce_address(answer, self._config.ice.announced_address)
         return answer
@@ -311,6 +330,45 @@ class Session:
     def unpublish(self, publisher: Publisher) -> None:
         """Stop forwarding one of this session's tracks (its m-line stays until renegotiated)."""
         publisher.close()
+
+    # -- messages outside media --------------------------------------------------------------
+
+    def deliver(self, message: dict[str, Any]) -> None:
+        channel = self.data_channel
+        if channel is not None and channel.readyState == "open":
+            channel.send(json.dumps(message))
+        elif self.notify is not None:
+            self.notify(message)
+
+    def detach(self, grace_s: float) -> None:
+        """The signaling socket is gone: keep the session for ``grace_s`` seconds."""
+        self.notify = None
+        if grace_s <= 0:
+            self.close_soon("socket-lost")
+        elif self._grace_timer is None and not self.closed:
+            self._grace_timer = asyncio.get_running_loop().call_later(
+                grace_s, self.close_soon, "socket-lost"
+            )
+
+    def reattach(self, notify: Callable[[dict[str, Any]], None]) -> None:
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+            self._grace_timer = None
+        self.notify = notify
+
+    @property
+    def detached(self) -> bool:
+        return self._grace_timer is not None
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        if channel.label != "chat":
+            return
+        self.data_channel = channel
+
+        @channel.on("message")
+        def on_message(data: str | bytes) -> None:
+            if self.on_data is not None and isinstance(data, str):
+                self.on_data(self, data)
 
     # -- ICE -------------------------------------------------------------------------------
 
@@ -367,6 +425,10 @@ class Session:
         if self._connect_timer is not None:
             self._connect_timer.cancel()
             self._connect_timer = None
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+            self._grace_timer = None
+        self._ingest.close()
         for publisher in self.published.values():
             publisher.close()
         for slot in self.slots.values():

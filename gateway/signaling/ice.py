@@ -6,7 +6,7 @@ import ipaddress
 from collections.abc import Callable
 
 import aioice.ice
-from aiortc import RTCConfiguration, RTCIceCandidate, RTCIceServer
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceCandidate, RTCIceServer
 from aiortc.sdp import candidate_from_sdp
 
 from ..config import IceSettings
@@ -41,11 +41,15 @@ def restrict_host_addresses(addresses: list[str]) -> None:
 
 def rtc_configuration(settings: IceSettings) -> RTCConfiguration:
     # An explicit (possibly empty) list: with None aiortc falls back to a public STUN server.
+    # max-bundle: every transceiver on one transport. With aiortc's default ("balanced")
+    # the transceivers we create before applying a first offer are grouped by kind, and
+    # one of a second kind can be left on a transport that never starts.
     return RTCConfiguration(
         iceServers=[
             RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
             for s in settings.servers
-        ]
+        ],
+        bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
     )
 
 

@@ -19,6 +19,17 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "watch": {"room": str},
     "unwatch": {"room": str},
     "ping": {},
+    # Recording a room (see docs/protocol.md); events go to the room's watchers.
+    "record-start": {"room": str},
+    "record-stop": {"room": str},
+    # Rooms of participants: one peer connection each, renegotiated by its offers.
+    "join": {"room": str, "name": str},
+    "offer": {"sdp": str},
+    "unpublish": {"track": str},
+    "mute": {"track": str, "muted": bool},
+    "chat": {"text": str},
+    "resume": {"participant": str, "token": str},
+    "signal": {"to": str},
 }
 
 
@@ -64,9 +75,19 @@ def parse(text: str) -> Message:
         )
     for key, expected in schema.items():
         if not isinstance(data.get(key), expected):
-            raise ProtocolError("invalid-message", f"{kind!r} needs a string {key!r}", request_id)
+            wanted = "true or false" if expected is bool else "a string"
+            raise ProtocolError("invalid-message", f"{kind!r} needs {wanted} {key!r}", request_id)
     if kind == "candidate":
         _check_candidate(data.get("candidate"), request_id)
+    if kind == "offer":
+        for key in ("publish", "subscribe"):
+            mapping = data.get(key, {})
+            if not isinstance(mapping, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()
+            ):
+                raise ProtocolError(
+                    "invalid-message", f"'offer' {key!r} must map mids to strings", request_id
+                )
     return Message(kind, data, request_id)
 
 

@@ -25,17 +25,29 @@ def parse_offer(sdp: str, *, want: str) -> SessionDescription:
     except Exception as exc:  # aiortc's parser raises many kinds on malformed input
         raise bad_request(f"the SDP offer cannot be parsed: {exc}", "invalid-sdp") from exc
     media = [m for m in description.media if m.kind in _MEDIA_KINDS]
-    if not media:
+    if want == "any" and not media and description.media:
+        media_or_data = description.media  # data channels only (chat)
+    elif not media:
         raise bad_request("the SDP offer has no audio or video section", "invalid-sdp")
-    for m in media:
+    else:
+        media_or_data = media
+    for m in media_or_data:
         if m.ice is None or not m.ice.usernameFragment or not m.ice.password:
             raise bad_request(
                 "the SDP offer lacks ICE credentials (ice-ufrag/ice-pwd)", "invalid-sdp"
             )
         if m.dtls is None or not m.dtls.fingerprints:
             raise bad_request("the SDP offer lacks a DTLS fingerprint: not WebRTC", "invalid-sdp")
-        if not m.profile.startswith("UDP/TLS/RTP/SAVPF") and m.profile != "UDP/TLS/RTP/SAVP":
+        if m.kind in _MEDIA_KINDS and not m.profile.startswith("UDP/TLS/RTP/SAVP"):
             raise bad_request(f"media profile {m.profile} is not WebRTC's", "invalid-sdp")
+    used = [m.rtp.muxId for m in description.media if m.port != 0]
+    bundles = [g.items for g in description.group if g.semantic == "BUNDLE"]
+    if len(used) > 1 and not any(set(used) <= set(items) for items in bundles):
+        raise GatewayError(
+            422,
+            "bundle-required",
+            "offers with several media sections must bundle them all (a=group:BUNDLE)",
+        )
     if want == "any":
         return description
     directions = {m.direction or "sendrecv" for m in media if m.port != 0}

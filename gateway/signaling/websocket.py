@@ -11,6 +11,8 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..appkeys import CONFIG, REGISTRY, SOCKETS
 from ..errors import GatewayError, bad_request
+from ..recording.api import RECORDINGS, describe_recorder
+from ..recording.controller import RecordingController
 from ..rooms.registry import Registry
 from ..rooms.room import Room
 from ..rooms.session import Session
@@ -31,6 +33,10 @@ class Channel:
         self.registry = registry
         self.sessions: dict[str, Session] = {}
         self.watching: dict[str, Room] = {}
+        self.participant: Session | None = None  # after `join`
+        self.closed = False
+        self.recordings: RecordingController | None = None
+        self._trickled: set[str] = set()  # sessions whose candidates were sent
         # Events are queued and written by one task: room events fire from
         # synchronous callbacks, and writes to one socket must not interleave.
         self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=1000)
@@ -88,6 +94,24 @@ class Channel:
             await session.close("left")
         elif kind == "watch":
             self._watch(message["room"])
+        elif kind == "join":
+            self._join(message)
+        elif kind == "resume":
+            self._resume(message)
+        elif kind == "offer":
+            await self._offer(message)
+        elif kind in ("unpublish", "mute"):
+            self._change_track(message)
+        elif kind == "chat":
+            to = message.get("to")
+            if to is not None and not isinstance(to, str):
+                raise bad_request("'to' must be a participant id", "invalid-message")
+            self.registry.chat(self._joined(), message["text"], to)
+        elif kind == "signal":
+            session = self._joined()
+            session.room.relay(session, message["to"], message.get("data"))
+        elif kind in ("record-start", "record-stop"):
+            await self._record(message)
         elif kind == "unwatch":
             room = self.watching.pop(message["room"], None)
             if room is not None:
@@ -102,16 +126,22 @@ class Channel:
             session, answer = await self.registry.subscribe(room, message["sdp"], "ws")
         self.sessions[session.id] = session
         session.on_close(self._session_closed)
+        self._send_answer(session, answer, message.request_id)
+
+    def _send_answer(self, session: Session, answer: str, request_id: Any) -> None:
         self.send(
             {
                 "type": "answer",
-                "id": message.request_id,
+                "id": request_id,
                 "session": session.id,
-                "room": room,
+                "room": session.room.name,
                 "role": session.role,
                 "sdp": sdp.strip_candidates(answer),
             }
         )
+        if session.id in self._trickled:
+            return  # a renegotiation: the transport and its candidates are unchanged
+        self._trickled.add(session.id)
         # Our candidates are trickled: the same path a gatherer that finishes
         # after the answer would take.
         for index, mid, candidate in sdp.candidate_lines(answer):
@@ -123,6 +153,89 @@ class Channel:
                 }
             )
         self.send({"type": "candidate", "session": session.id, "candidate": None})
+
+    def _join(self, message: messages.Message) -> None:
+        if self.participant is not None:
+            raise bad_request("this socket has already joined a room", "already-joined")
+        mode = message.get("mode")
+        if mode is not None and not isinstance(mode, str):
+            raise bad_request("'mode' must be a string", "invalid-message")
+        session = self.registry.join(message["room"], message["name"], mode)
+        self._adopt(session)
+        self.send(
+            {
+                "type": "joined",
+                "id": message.request_id,
+                "participant": session.id,
+                "resume_token": session.resume_token,
+                "room": session.room.describe(),
+            }
+        )
+        session.room.listen(self.send)
+
+    def _resume(self, message: messages.Message) -> None:
+        if self.participant is not None:
+            raise bad_request("this socket has already joined a room", "already-joined")
+        session = self.registry.resume(message["participant"], message["token"])
+        self._adopt(session)
+        self._trickled.add(session.id)  # its transport, and candidates, are unchanged
+        session.reattach(self.send)
+        self.send(
+            {
+                "type": "resumed",
+                "id": message.request_id,
+                "participant": session.id,
+                "room": session.room.describe(),
+            }
+        )
+        session.room.listen(self.send)
+
+    def _adopt(self, session: Session) -> None:
+        session.notify = self.send
+        self.participant = session
+        self.sessions[session.id] = session
+        session.on_close(self._session_closed)
+
+    def _joined(self) -> Session:
+        if self.participant is None or self.participant.closed:
+            raise GatewayError(409, "not-joined", "join a room first")
+        return self.participant
+
+    async def _offer(self, message: messages.Message) -> None:
+        session = self._joined()
+        result = await self.registry.renegotiate(
+            session, message["sdp"], message.get("publish", {}), message.get("subscribe", {})
+        )
+        self._send_answer(session, result.answer, message.request_id)
+
+    def _change_track(self, message: messages.Message) -> None:
+        session = self._joined()
+        publisher = next((p for p in session.publishers if p.id == message["track"]), None)
+        if publisher is None:
+            raise GatewayError(404, "unknown-track", f"you publish no track {message['track']!r}")
+        if message.type == "unpublish":
+            session.unpublish(publisher)
+            session.room.track_unpublished(publisher)
+        else:
+            publisher.set_muted(message["muted"])
+            session.room.track_muted(publisher)
+
+    async def _record(self, message: messages.Message) -> None:
+        assert self.recordings is not None
+        room, start = message["room"], message.type == "record-start"
+        if start:
+            recorders = await self.recordings.start(room, "ws")
+        else:
+            recorders = await self.recordings.stop(room, transport="ws")
+        self.send(
+            {
+                "type": "recording",
+                "id": message.request_id,
+                "room": room,
+                "recording": start,
+                "recordings": [describe_recorder(r) for r in recorders],
+            }
+        )
 
     def _own(self, session_id: str) -> Session:
         session = self.sessions.get(session_id)
@@ -139,7 +252,11 @@ class Channel:
         self.send({"type": "room-state", **room.describe()})
 
     def _session_closed(self, session: Session) -> None:
+        if self.closed:
+            return  # a participant detached from this socket, ending later
         self.sessions.pop(session.id, None)
+        if session is self.participant:
+            session.room.unlisten(self.send)
         self.send({"type": "session-ended", "session": session.id, "reason": session.close_reason})
 
     async def close(self) -> None:
@@ -147,6 +264,13 @@ class Channel:
             room.unlisten(self.send)
             self.registry.release_if_idle(room)
         self.watching.clear()
+        self.closed = True
+        participant = self.participant
+        if participant is not None and not participant.closed:
+            # The participant outlives its socket for a grace period (see `resume`).
+            participant.room.unlisten(self.send)
+            self.sessions.pop(participant.id, None)
+            participant.detach(self.registry.config.rooms.reconnect_grace_s)
         sessions = list(self.sessions.values())
         self.sessions.clear()
         await asyncio.gather(*(s.close("socket-closed") for s in sessions), return_exceptions=True)
@@ -161,6 +285,7 @@ async def handler(request: web.Request) -> web.WebSocketResponse:
     await ws.prepare(request)
     request.app[SOCKETS].add(ws)
     channel = Channel(ws, request.app[REGISTRY])
+    channel.recordings = request.app[RECORDINGS]
     writer = asyncio.ensure_future(channel.writer())
     channel.send(
         {

@@ -8,6 +8,9 @@
 //
 // Room events (`room-state`, `publisher-joined`, `publisher-left`), `session-ended`,
 // unsolicited `error`s and `close` are dispatched as CustomEvents whose detail is the message.
+// So are the events of rooms of participants (`participant-joined`, `track-published`,
+// `chat`, `signal`, ...) and `candidate`s for a session no PeerSession owns (a participant's
+// one connection, which room.js manages); `request({type: "join", ...})` resolves with `joined`.
 
 export class SignalingError extends Error {
   constructor(code, message) {
@@ -113,6 +116,7 @@ export class Signaling extends EventTarget {
     const pending = message.id != null ? this.#pending.get(message.id) : undefined;
     switch (message.type) {
       case "answer":
+      case "joined": // reply to a room `join`
       case "pong":
         if (!pending) return;
         this.#pending.delete(message.id);
@@ -135,9 +139,12 @@ export class Signaling extends EventTarget {
           return;
         }
         break;
-      case "candidate":
-        this.#sessions.get(message.session)?.remoteCandidate(message.candidate);
+      case "candidate": {
+        const session = this.#sessions.get(message.session);
+        if (!session) break; // a room participant's connection: the page handles it
+        session.remoteCandidate(message.candidate);
         return;
+      }
       case "session-ended": {
         const session = this.#sessions.get(message.session);
         this.#sessions.delete(message.session);

@@ -16,6 +16,7 @@ const stats = (window.watchStats = {
   packetsLost: 0,
   timeToFirstFrameMs: null,
   state: "connecting",
+  ingest: null, // the room's video track as the gateway receives it (GET /api/rooms/ROOM)
 });
 
 let signaling = null;
@@ -135,6 +136,28 @@ async function sample() {
   render();
 }
 
+const kbps = (bps) => (bps == null ? "–" : (bps / 1000).toFixed(0));
+
+function renderIngest() {
+  const i = stats.ingest;
+  $("ingest-bitrate").textContent = i ? kbps(i.received_bps) : "–";
+  $("ingest-estimate").textContent = i ? kbps(i.estimate_bps) : "–";
+  $("ingest-feedback").textContent = !i ? "–" : i.transport_cc ? `transport-cc (${i.feedback_sent} packets)` : "REMB only";
+  $("ingest-loss").textContent = i ? `${(100 * i.loss).toFixed(1)}% (${i.packets_lost} packets)` : "–";
+  $("ingest-jitter").textContent = i ? i.jitter_ms.toFixed(1) : "–";
+  $("ingest-fps").textContent = i ? i.fps.toFixed(1) : "–";
+  $("ingest-resolution").textContent = i?.resolution ? i.resolution.join("x") : "–";
+}
+
+/** What the gateway receives from the room's (first) video publisher. */
+async function sampleIngest() {
+  const response = await fetch(`/api/rooms/${encodeURIComponent(room)}`, { cache: "no-store" });
+  const body = response.ok ? await response.json() : null;
+  const track = body?.tracks?.find((t) => t.kind === "video" && t.ingest);
+  stats.ingest = track ? { ...track.ingest, resolution: track.resolution } : null;
+  renderIngest();
+}
+
 async function connect() {
   signaling = new Signaling();
   signaling.addEventListener("room-state", (e) => {
@@ -163,6 +186,7 @@ $("room-name").textContent = room;
 if (room) {
   connect();
   setInterval(() => sample().catch((err) => console.warn("getStats failed", err)), 1000);
+  setInterval(() => sampleIngest().catch((err) => console.warn("ingest stats failed", err)), 2000);
 } else {
   setState("error");
   showError("No room given: open watch.html?room=NAME");

@@ -17,12 +17,19 @@ VIDEO_RATE = 90000
 CHROMA_U, CHROMA_V = 90, 200
 
 
+def _check(number: int) -> int:
+    """4 check bits over a 12-bit frame number: a misread block is caught, not trusted."""
+    return (number + (number >> 4) + (number >> 8) + 5) & 0xF
+
+
 def numbered_frame(number: int, width: int, height: int) -> av.VideoFrame:
-    """A yuv420p frame: a row of black/white blocks spelling ``number``, colour below."""
+    """A yuv420p frame: a row of black/white blocks spelling ``number`` (12 bits, mod 4096)
+    and its check bits, colour below."""
     y = np.full((height, width), 110, dtype=np.uint8)
     block = width // BITS
+    code = (number & 0xFFF) << 4 | _check(number & 0xFFF)
     for bit in range(BITS):
-        if number >> (BITS - 1 - bit) & 1:
+        if code >> (BITS - 1 - bit) & 1:
             y[0:block, bit * block : (bit + 1) * block] = 235
         else:
             y[0:block, bit * block : (bit + 1) * block] = 16
@@ -37,16 +44,19 @@ def numbered_frame(number: int, width: int, height: int) -> av.VideoFrame:
     return frame
 
 
-def read_frame_number(frame: av.VideoFrame) -> int:
+def read_frame_number(frame: av.VideoFrame) -> int | None:
+    """The frame number drawn by numbered_frame, or None when the blocks do not check
+    (a picture too degraded by the encoder to read)."""
     plane = frame.to_ndarray(format="yuv420p")[: frame.height]
     block = frame.width // BITS
-    number = 0
+    code = 0
     for bit in range(BITS):
         centre = plane[
             block // 4 : 3 * block // 4, bit * block + block // 4 : bit * block + 3 * block // 4
         ]
-        number = (number << 1) | int(centre.mean() > 128)
-    return number
+        code = (code << 1) | int(centre.mean() > 128)
+    number = code >> 4
+    return number if code & 0xF == _check(number) else None
 
 
 def mean_chroma(frame: av.VideoFrame) -> tuple[float, float]:

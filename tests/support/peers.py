@@ -76,6 +76,7 @@ class Received:
     numbers: list[int] = field(default_factory=list)
     sizes: set[tuple[int, int]] = field(default_factory=set)
     arrival: list[float] = field(default_factory=list)
+    unreadable: int = 0  # frames whose number did not check (degraded pictures)
     audio_frames: int = 0
     audio_peak: int = 0
     first_frame_at: float | None = None
@@ -109,7 +110,11 @@ async def _consume(track: MediaStreamTrack, received: Received, read: bool) -> N
                 now = time.monotonic()
                 received.first_frame_at = received.first_frame_at or now
                 received.sizes.add((frame.width, frame.height))
-                received.numbers.append(read_frame_number(frame))
+                number = read_frame_number(frame)
+                if number is None:
+                    received.unreadable += 1
+                else:
+                    received.numbers.append(number)
                 received.arrival.append(now)
                 received.last_frame = frame
             elif isinstance(frame, av.AudioFrame):

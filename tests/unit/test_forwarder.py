@@ -81,3 +81,17 @@ def test_sinks_get_every_frame_and_gap_until_removed() -> None:
     forwarder.remove_sink(sink)
     forwarder.forward(frame(False))
     assert sink.frames == [first]
+
+
+class Exploding(RecordingSink):
+    def push(self, frame: OutgoingFrame) -> None:
+        raise RuntimeError("boom")
+
+
+def test_a_failing_sink_does_not_cost_the_others_the_frame() -> None:
+    forwarder = Forwarder()
+    forwarder.add_sink(Exploding())
+    healthy = RecordingSink()
+    forwarder.add_sink(healthy)
+    forwarder.forward(frame())
+    assert len(healthy.frames) == 1 and forwarder.errors == 1

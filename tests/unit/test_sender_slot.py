@@ -72,3 +72,19 @@ async def test_close_stops_the_subscriber_and_ends_aiortcs_send_loop() -> None:
     with pytest.raises(MediaStreamError):
         await asyncio.wait_for(waiting, 1)
     assert slot.track.readyState == "ended"
+
+
+async def test_a_slot_left_idle_still_continues_the_sequence() -> None:
+    slot = SenderSlot("video")
+    output = FakeOutput()
+    slot._started(output)  # type: ignore[arg-type]
+    first = Subscriber("video", 1 << 20, lambda: None)
+    slot.assign(first)
+    first.push(frame(0, keyframe=True))
+    slot.assign(None)  # unsubscribed: the transceiver idles
+    again = Subscriber("video", 1 << 20, lambda: None)
+    slot.assign(again)
+    again.push(frame(42, keyframe=True))
+    a, b = output.packets()
+    # SRTP would refuse a sequence number behind the last one it protected.
+    assert b.sequence_number == (a.sequence_number + 1) & 0xFFFF

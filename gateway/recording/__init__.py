@@ -1,0 +1,1 @@
+"""Recording: publishers' encoded frames remuxed into crash-safe files, and their API."""

@@ -1,0 +1,263 @@
+"""Which rooms are recorded: start/stop per room, auto-recording, one Recorder per publisher."""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import RecordingSettings
+from ..errors import GatewayError, not_found
+from ..media.forwarder import Forwarder
+from ..media.publisher import Publisher
+from ..rooms.policy import Request
+from ..rooms.registry import Registry
+from ..rooms.room import Room, check_room_name
+from ..rooms.session import Session
+from .muxer import TrackSpec, container_format
+from .recorder import Recorder, RecorderTrack
+from .store import RecordingStore
+
+logger = logging.getLogger(__name__)
+
+SHUTDOWN_TIMEOUT_S = 10.0
+
+
+@dataclass
+class Recording:
+    """A running Recorder and the forwarders it listens to."""
+
+    room: Room
+    session: Session
+    recorder: Recorder
+    sinks: list[tuple[Forwarder, RecorderTrack]] = field(default_factory=list)
+
+
+class RecordingController:
+    """Starts and stops recordings; every publishing session of a recorded room gets one.
+
+    A room is recorded from a start (HTTP or WebSocket) until a stop, or until nobody
+    publishes in it any more; a room matching ``auto_record`` whenever someone
+    publishes. A publisher leaving closes its file.
+    """
+
+    def __init__(self, registry: Registry, settings: RecordingSettings) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.store = RecordingStore(settings.directory)
+        self.recordings: dict[str, Recording] = {}  # by publishing session id
+        self._rooms: set[str] = set()  # rooms recorded on request
+        self._starting: set[str] = set()
+        self._hooked: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
+        registry.on_publish.append(self._on_publish)
+
+    async def recover(self) -> None:
+        """Marks what a killed gateway left behind as interrupted (off the loop)."""
+        active = {r.recorder.path for r in self.recordings.values()}
+        count = await asyncio.to_thread(self.store.recover, active)
+        if count:
+            logger.warning("%d interrupted recording(s) found in %s", count, self.store.directory)
+
+    def is_recorded(self, room: str) -> bool:
+        return room in self._rooms or any(
+            fnmatch.fnmatchcase(room, pattern) for pattern in self.settings.auto_record
+        )
+
+    async def start(self, room_name: str, transport: str = "http") -> list[Recorder]:
+        self.registry.policy.check(Request("record", check_room_name(room_name), transport))
+        room = self.registry.room(room_name)
+        if room is None:
+            raise not_found(f"no room {room_name!r}", "unknown-room")
+        sessions = _publishing_sessions(room)
+        if not sessions:
+            raise not_found(f"room {room_name!r} has no publisher", "no-publisher")
+        new = [s for s in sessions if s.id not in self.recordings and s.id not in self._starting]
+        if not new:
+            raise GatewayError(
+                409, "already-recording", f"room {room_name!r} is already being recorded"
+            )
+        self._rooms.add(room.name)
+        started = []
+        for session in new:
+            recording = await self._record(room, session)
+            if recording is not None:
+                started.append(recording.recorder)
+        return started
+
+    async def stop(
+        self, room_name: str, reason: str = "stopped", transport: str = "http"
+    ) -> list[Recorder]:
+        self.registry.policy.check(Request("record", check_room_name(room_name), transport))
+        self._rooms.discard(room_name)
+        recorders = [r.recorder for r in self.recordings.values() if r.room.name == room_name]
+        if not recorders:
+            raise not_found(f"room {room_name!r} is not being recorded", "not-recording")
+        for recorder in recorders:
+            recorder.stop(reason)
+        await asyncio.gather(*(r.wait() for r in recorders))
+        return recorders
+
+    def active(self, room_name: str) -> list[Recorder]:
+        return [r.recorder for r in self.recordings.values() if r.room.name == room_name]
+
+    def is_active_file(self, recording_id: str) -> bool:
+        return any(r.recorder.id == recording_id for r in self.recordings.values())
+
+    def _on_publish(self, room: Room, session: Session) -> None:
+        if self._closed or not self.is_recorded(room.name):
+            return
+        if session.id in self.recordings or session.id in self._starting:
+            return  # tracks a participant adds later are not in its running file
+        task = asyncio.ensure_future(self._auto_record(room, session))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _auto_record(self, room: Room, session: Session) -> None:
+        try:
+            await self._record(room, session)
+        except GatewayError:
+            pass  # logged, and told to the room's watchers, by _record
+
+    async def _record(self, room: Room, session: Session) -> Recording | None:
+        publishers = session.publishers
+        # One file per participant: its first video and first audio track.
+        first: dict[str, Publisher] = {}
+        for publisher in publishers:
+            first.setdefault(publisher.kind, publisher)
+        chosen = [first[kind] for kind in ("video", "audio") if kind in first]
+        if not chosen or session.closed:
+            return None
+        self._starting.add(session.id)
+        try:
+            _, extension = container_format([TrackSpec(p.kind, p.codec, 0) for p in chosen])
+            started = time.time()
+            path = await asyncio.to_thread(
+                self.store.create, room.name, session.id, started, extension
+            )
+        except OSError as exc:
+            logger.error("cannot create a recording in %s: %s", self.store.directory, exc)
+            room.emit(
+                {
+                    "type": "recording-stopped",
+                    "room": room.name,
+                    "participant": session.id,
+                    "recording": None,
+                    "reason": "error",
+                    "error": f"cannot create the file: {exc.strerror}",
+                }
+            )
+            raise GatewayError(
+                500, "recording-failed", f"cannot create the recording file: {exc.strerror}"
+            ) from exc
+        finally:
+            self._starting.discard(session.id)
+        if session.closed or self._closed:
+            await asyncio.to_thread(path.unlink, True)
+            return None
+        info = {
+            "room": room.name,
+            "participant": session.id,
+            "participant_name": getattr(session, "name", None),
+            "transport": session.transport,
+        }
+        settings = self.settings
+        recorder = Recorder(
+            path,
+            self.store,
+            info,
+            queue_frames=settings.queue_frames,
+            cluster_ms=settings.cluster_ms,
+            fsync_interval_s=settings.fsync_interval_s,
+            on_end=self._ended,
+        )
+        recording = Recording(room, session, recorder)
+        for publisher in chosen:
+            sink = recorder.add_track(publisher.kind, publisher.codec, publisher.keyframes.request)
+            publisher.forwarder.add_sink(sink)
+            recording.sinks.append((publisher.forwarder, sink))
+        self.recordings[session.id] = recording
+        if session.id not in self._hooked:
+            self._hooked.add(session.id)
+            session.on_close(self._session_closed)
+        recorder.start()
+        logger.info("recording room %s, participant %s into %s", room.name, session.id, path.name)
+        room.emit(
+            {
+                "type": "recording-started",
+                "room": room.name,
+                "participant": session.id,
+                "recording": recorder.id,
+            }
+        )
+        return recording
+
+    def _session_closed(self, session: Session) -> None:
+        self._hooked.discard(session.id)
+        recording = self.recordings.get(session.id)
+        if recording is not None:
+            recording.recorder.stop("publisher-left")
+
+    def _ended(self, recorder: Recorder) -> None:
+        entry = next(
+            ((sid, r) for sid, r in self.recordings.items() if r.recorder is recorder), None
+        )
+        if entry is None:
+            return
+        session_id, recording = entry
+        del self.recordings[session_id]
+        for forwarder, sink in recording.sinks:
+            forwarder.remove_sink(sink)
+        room = recording.room
+        reason = "error" if recorder.error else recorder.reason or "stopped"
+        event: dict[str, Any] = {
+            "type": "recording-stopped",
+            "room": room.name,
+            "participant": session_id,
+            "recording": recorder.id,
+            "reason": reason,
+            "state": recorder.state,
+        }
+        if recorder.error:
+            event["error"] = recorder.error
+            # The live stream goes on; only this file stopped.
+            logger.error("recording %s stopped by an error: %s", recorder.id, recorder.error)
+        else:
+            logger.info("recording %s ended (%s)", recorder.id, reason)
+        room.emit(event)
+        if not self.active(room.name) and not _publishing_sessions(room):
+            # A room recorded on request stops being recorded once nobody publishes.
+            self._rooms.discard(room.name)
+
+    def room_stats(self, room_name: str) -> dict[str, Any]:
+        recorders = self.active(room_name)
+        return {
+            "state": "recording" if recorders else "off",
+            "recordings": [r.stats() for r in recorders],
+        }
+
+    async def close(self) -> None:
+        """Finalizes every file (trailer, cues, sidecar) before the gateway exits."""
+        self._closed = True
+        for task in list(self._tasks):
+            task.cancel()
+        recorders = [r.recorder for r in self.recordings.values()]
+        for recorder in recorders:
+            recorder.stop("shutdown")
+        if recorders:
+            await asyncio.wait(
+                [asyncio.ensure_future(r.wait()) for r in recorders], timeout=SHUTDOWN_TIMEOUT_S
+            )
+
+
+def _publishing_sessions(room: Room) -> list[Session]:
+    """The stream publisher and every participant with live tracks."""
+    sessions = []
+    if room.publisher is not None and not room.publisher.closed and room.publisher.publishers:
+        sessions.append(room.publisher)
+    sessions.extend(p for p in room.participants.values() if not p.closed and p.publishers)
+    return sessions

@@ -1,0 +1,177 @@
+"""The room page in headless Chromium: two participants (separate browser contexts, each
+with the fake camera) see each other, through the gateway (sfu) and peer-to-peer."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from playwright.async_api import Browser, Page
+
+from tests.conftest import RunningGateway
+
+from .conftest import CAMERA_HEIGHT, CAMERA_WIDTH
+from .pages import assert_frames_grow, open_page, poll, wait_js
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(90)]
+
+
+async def join(
+    browser: Browser, gateway: RunningGateway, room: str, name: str, mode: str | None = None
+) -> Page:
+    """room.html in its own browser context, once it has joined.
+
+    hint=detail keeps the camera's resolution (see pages.start_publisher)."""
+    context = await browser.new_context()
+    url = (
+        f"{gateway.base}/room.html?room={room}&name={name}"
+        f"&width={CAMERA_WIDTH}&height={CAMERA_HEIGHT}&hint=detail"
+    )
+    if mode is not None:
+        url += f"&mode={mode}"
+    page = await open_page(context, url, f"room {room} {name}")
+    await wait_js(page, "window.roomState && window.roomState.state === 'joined'")
+    assert await page.is_visible("#controls") and await page.is_visible("#chat")
+    assert not await page.is_visible("#join"), "the join form shows while joined"
+    return page
+
+
+def tile(name: str) -> str:
+    """JS: the page's tile (window.roomState.tiles entry) of the participant called ``name``."""
+    return f"Object.values(window.roomState.tiles).find(t => t.name === {json.dumps(name)})"
+
+
+async def sees_video(page: Page, name: str) -> None:
+    """``page`` decodes ``name``'s camera, more and more frames, at the published size."""
+    await wait_js(page, f"{tile(name)} && {tile(name)}.framesDecoded > 0")
+    assert await assert_frames_grow(page, f"{tile(name)}.framesDecoded") > 0
+    # The encoder may start below the camera's size and step up once bandwidth allows.
+    await wait_js(
+        page,
+        f"{tile(name)}.width === {CAMERA_WIDTH} && {tile(name)}.height === {CAMERA_HEIGHT}",
+    )
+    # Their audio arrives too, and the tile shows the name, the video and the audio.
+    await wait_js(page, f"{tile(name)}.audioPackets > 0")
+    assert await assert_frames_grow(page, f"{tile(name)}.audioPackets", seconds=1) > 0
+    figure = page.locator("figure.tile[data-participant]", has_text=name)
+    assert await figure.locator(".name").text_content() == name
+    assert await figure.locator("video").count() >= 1
+    assert await figure.locator("audio").count() == 1
+
+
+async def room_stats(gateway: RunningGateway, name: str) -> dict[str, Any]:
+    stats = await gateway.stats()
+    found = [r for r in stats["rooms"] if r["room"] == name]
+    assert found, f"room {name!r} missing from /api/stats: {stats}"
+    room: dict[str, Any] = found[0]
+    return room
+
+
+async def chat(sender: Page, receiver: Page, text: str) -> None:
+    await sender.fill("#chat-text", text)
+    await sender.click("#chat-send")
+    await wait_js(receiver, f"window.roomState.chat.some(m => m.text === {json.dumps(text)})")
+    assert await receiver.locator("#chat-log li", has_text=text).count() == 1
+
+
+async def test_two_room_pages_see_each_other_through_the_gateway(
+    gateway: RunningGateway, browser: Browser
+) -> None:
+    ann = await join(browser, gateway, "e2e-meet", "ann")
+    bob = await join(browser, gateway, "e2e-meet", "bob")
+    assert await ann.evaluate("window.roomState.mode") == "sfu"
+    await sees_video(ann, "bob")
+    await sees_video(bob, "ann")
+    for page in (ann, bob):
+        assert await page.evaluate("window.roomState.connection") == "connected"
+        assert await page.evaluate("Object.keys(window.roomState.tiles).length") == 1
+        assert not await page.is_visible("#error")
+
+    room = await room_stats(gateway, "e2e-meet")
+    assert room["mode"] == "sfu" and room["participants"] == 2
+    assert len(room["tracks"]) == 4
+    assert sorted(t["kind"] for t in room["tracks"]) == ["audio", "audio", "video", "video"]
+    assert all(t["frames_decoded"] == 0 for t in room["tracks"]), "the gateway decoded media"
+    assert all(t["subscribers"] == 1 for t in room["tracks"])
+
+    async def all_forwarded() -> bool:
+        room = await room_stats(gateway, "e2e-meet")
+        return all(t["frames_received"] > 0 and t["frames_forwarded"] > 0 for t in room["tracks"])
+
+    await poll(all_forwarded, "every track received and forwarded")
+
+    await chat(ann, bob, "hello bob")
+    message = await bob.evaluate("window.roomState.chat.at(-1)")
+    assert (message["name"], message["to"]) == ("ann", None)
+    assert message["from"] == await ann.evaluate("window.roomState.participantId")
+    await chat(bob, ann, "hi ann")
+
+    # Ann leaves: her tile disappears from bob's page, and the gateway forgets her.
+    await ann.click("#leave")
+    await wait_js(ann, "window.roomState.state === 'left'")
+    await wait_js(bob, "Object.keys(window.roomState.tiles).length === 0")
+    assert await bob.locator("figure.tile[data-participant]").count() == 0
+    assert await ann.is_visible("#join")
+
+    async def one_left() -> bool:
+        room = await room_stats(gateway, "e2e-meet")
+        return bool(room["participants"] == 1 and len(room["tracks"]) == 2)
+
+    await poll(one_left, "ann gone from the room's stats")
+    assert not await bob.is_visible("#error")
+
+
+async def test_screen_share_and_mute_reach_the_other_page(
+    gateway: RunningGateway, browser: Browser
+) -> None:
+    ann = await join(browser, gateway, "e2e-share", "ann")
+    bob = await join(browser, gateway, "e2e-share", "bob")
+    await wait_js(bob, f"{tile('ann')} && {tile('ann')}.framesDecoded > 0")
+
+    # A screen track (Chromium's fake screen) on the same connection: a second video.
+    await ann.click("#share-screen")
+    await wait_js(bob, f"{tile('ann')}.videos === 2")
+    figure = bob.locator("figure.tile[data-participant]", has_text="ann")
+    await figure.locator("video.screen").wait_for(timeout=30_000)
+
+    async def screen_forwarded() -> bool:
+        room = await room_stats(gateway, "e2e-share")
+        videos = [t for t in room["tracks"] if t["kind"] == "video"]
+        return len(videos) == 3 and all(
+            t["subscribers"] == 1 and t["frames_forwarded"] > 0 for t in videos
+        )
+
+    await poll(screen_forwarded, "the screen forwarded to bob")
+
+    await ann.click("#share-screen")  # stop sharing: the m-line is kept for reuse
+    await wait_js(bob, f"{tile('ann')}.videos === 1")
+    await ann.click("#mute-camera")
+    await wait_js(bob, f"{tile('ann')}.videoMuted === true")
+    await ann.click("#mute-camera")
+    await wait_js(bob, f"{tile('ann')}.videoMuted === false")
+    assert await assert_frames_grow(bob, f"{tile('ann')}.framesDecoded") > 0
+    for page in (ann, bob):
+        assert not await page.is_visible("#error")
+
+
+async def test_two_room_pages_see_each_other_peer_to_peer(
+    gateway: RunningGateway, browser: Browser
+) -> None:
+    ann = await join(browser, gateway, "e2e-p2p", "ann", mode="p2p")
+    bob = await join(browser, gateway, "e2e-p2p", "bob", mode="p2p")
+    assert await bob.evaluate("window.roomState.mode") == "p2p"
+    await sees_video(ann, "bob")
+    await sees_video(bob, "ann")
+    for page, other in ((ann, "bob"), (bob, "ann")):
+        assert await page.evaluate(f"{tile(other)}.connection") == "connected"
+        assert not await page.is_visible("#error")
+
+    room = await room_stats(gateway, "e2e-p2p")
+    assert room["mode"] == "p2p" and room["participants"] == 2
+    assert room["tracks"] == [], "media reached the gateway in a peer-to-peer room"
+    assert room["signals_relayed"] > 0
+
+    await chat(bob, ann, "p2p chat")
+    await bob.click("#leave")
+    await wait_js(ann, "Object.keys(window.roomState.tiles).length === 0")
