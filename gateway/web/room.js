@@ -19,6 +19,14 @@
 // side: the "perfect negotiation" pattern resolves a collision, the participant with the
 // smaller id being polite (it rolls back its own offer and answers the other's).
 //
+// Losing the socket (docs/protocol.md, "Losing the socket"): when the WebSocket drops
+// unexpectedly, the page keeps its connections and tiles, shows "reconnecting…", opens a new
+// socket and sends `resume` with the participant id and the `resume_token` from `joined`;
+// `resumed` carries the room as it is now, and the page reconciles (participants and tracks
+// that came or went meanwhile) and goes on. If the gateway cannot resume (`cannot-resume`,
+// the grace period is over), the page ends as before and offers to join again.
+// window.roomDropSocket() closes the socket without leaving, as a network drop would.
+//
 // window.roomState is kept current for tests and debugging:
 //   {participantId, mode, state, connection, error, tiles: {id: {name, framesDecoded, width,
 //    height, videoMuted, audioMuted, connection, videos, audios, audioPackets}},
@@ -61,12 +69,14 @@ const localMuted = { camera: false, microphone: false };
 const localStream = new MediaStream(); // camera + microphone, for msid
 let screenStream = null;
 let leaving = false;
+let resumeToken = null; // from `joined`: takes our participant back on a new socket
+const RECONNECT_GIVE_UP_MS = 30_000; // the gateway's grace period is shorter (10 s)
 
 // -- status and errors -----------------------------------------------------------------------
 
 function setState(state) {
   roomState.state = state;
-  $("status").textContent = state;
+  $("status").textContent = state === "reconnecting" ? "reconnecting…" : state;
 }
 
 function showError(message) {
@@ -424,7 +434,12 @@ class SfuLink {
   changed() {
     if (this.closed) return;
     this.#dirty = true;
-    if (!this.#running) this.#run();
+    if (!this.#running && roomState.state !== "reconnecting") this.#run();
+  }
+
+  /** The socket is back (resumed): offer what changed meanwhile. */
+  resumed() {
+    if (this.#dirty && !this.#running && !this.closed) this.#run();
   }
 
   async #run() {
@@ -436,6 +451,10 @@ class SfuLink {
           await this.#negotiate();
         } catch (err) {
           if (this.closed) return;
+          if (err.code === "closed" || roomState.state === "reconnecting") {
+            this.#dirty = true; // the socket dropped: offer again once resumed
+            return;
+          }
           showError(`Negotiation with the gateway failed: ${describeError(err)}`);
           this.#failed = true;
           this.#dirty = false; // no retry loop: the next change tries again
@@ -836,9 +855,97 @@ function listen(current) {
   });
   on("error", (m) => showError(`${m.code}: ${m.message}`));
   on("close", () => {
+    if (roomState.state === "reconnecting") return; // reconnect() sees it
+    if (!leaving && roomState.state === "joined" && roomState.participantId && resumeToken) {
+      reconnect();
+      return;
+    }
     teardown("disconnected");
     showError("The connection to the gateway was lost");
   });
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The socket dropped while joined: take our participant back on a new one. */
+async function reconnect() {
+  setState("reconnecting");
+  const giveUp = performance.now() + RECONNECT_GIVE_UP_MS;
+  let delay = 250;
+  for (;;) {
+    const current = (signaling = new Signaling());
+    listen(current);
+    try {
+      await current.connect();
+      const resumed = await current.request({
+        type: "resume",
+        participant: roomState.participantId,
+        token: resumeToken,
+      });
+      if (current !== signaling) return; // left meanwhile
+      setState("joined");
+      reconcile(resumed.room);
+      link?.resumed();
+      return;
+    } catch (err) {
+      if (current !== signaling) return;
+      if (err.code !== "closed" || performance.now() > giveUp) {
+        // cannot-resume (the grace period is over) or no gateway: end as a lost connection.
+        teardown("disconnected");
+        showError(`The connection to the gateway was lost: ${describeError(err)}`);
+        return;
+      }
+      current.close();
+    }
+    await sleep(delay);
+    if (signaling === null || leaving) return;
+    delay = Math.min(delay * 2, 2000);
+  }
+}
+
+/** `resumed`'s room: whoever and whatever came or went while the socket was down. */
+function reconcile(room) {
+  const present = new Map(room.participants.map((p) => [p.id, p]));
+  for (const id of [...participants.keys()]) if (!present.has(id)) removeParticipant(id);
+  let tracksChanged = false;
+  for (const p of room.participants) {
+    const tracks = p.tracks ?? [];
+    if (p.id === roomState.participantId) {
+      ownTracks.clear();
+      for (const track of tracks) {
+        ownTracks.set(track.source, track.id);
+        // Muted or unmuted while the socket was down: tell the gateway now.
+        const muted = localMuted[track.source];
+        if (muted !== undefined && muted !== Boolean(track.muted)) {
+          signaling.send({ type: "mute", track: track.id, muted });
+        }
+      }
+      continue;
+    }
+    if (!participants.has(p.id)) {
+      addParticipant(p);
+      tracksChanged ||= tracks.length > 0;
+      // p2p: their first offer may have been lost with the socket: offer to them.
+      if (roomState.mode === "p2p") peerFor(p.id).syncLocal(true);
+      continue;
+    }
+    const ids = new Set(tracks.map((t) => t.id));
+    for (const [trackId, track] of remoteTracks) {
+      if (track.participant === p.id && !ids.has(trackId)) {
+        remoteTracks.delete(trackId);
+        tracksChanged = true;
+      }
+    }
+    for (const track of tracks) {
+      tracksChanged ||= !remoteTracks.has(track.id);
+      addRemoteTrack(p.id, track); // refreshes its muted state too
+    }
+  }
+  for (const peer of peers.values()) {
+    // Mute notices sent while the socket was down were lost.
+    for (const source of ["camera", "microphone"]) peer.send({ type: "mute", source, muted: localMuted[source] });
+  }
+  if (tracksChanged) link?.changed();
 }
 
 async function join() {
@@ -862,6 +969,7 @@ async function join() {
     return;
   }
   roomState.participantId = joined.participant;
+  resumeToken = joined.resume_token ?? null;
   roomState.mode = joined.room.mode;
   $("mode").textContent = roomState.mode === "p2p" ? "peer-to-peer" : "through the gateway";
   for (const participant of joined.room.participants) addParticipant(participant);
@@ -920,6 +1028,9 @@ function showJoinForm() {
   $("join-submit").textContent = roomState.state === "idle" ? "Join" : "Join again";
   $("join").hidden = false;
 }
+
+// Test hook: the socket drops (no `leave`), as when the network goes away.
+window.roomDropSocket = () => signaling?.close();
 
 function init() {
   $("room-name").textContent = roomName;

@@ -10,7 +10,8 @@
 // unsolicited `error`s and `close` are dispatched as CustomEvents whose detail is the message.
 // So are the events of rooms of participants (`participant-joined`, `track-published`,
 // `chat`, `signal`, ...) and `candidate`s for a session no PeerSession owns (a participant's
-// one connection, which room.js manages); `request({type: "join", ...})` resolves with `joined`.
+// one connection, which room.js manages); `request({type: "join", ...})` resolves with `joined`
+// (and `request({type: "resume", ...})` with `resumed`).
 
 export class SignalingError extends Error {
   constructor(code, message) {
@@ -117,6 +118,7 @@ export class Signaling extends EventTarget {
     switch (message.type) {
       case "answer":
       case "joined": // reply to a room `join`
+      case "resumed": // reply to a room `resume`
       case "pong":
         if (!pending) return;
         this.#pending.delete(message.id);

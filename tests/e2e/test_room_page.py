@@ -3,13 +3,15 @@ with the fake camera) see each other, through the gateway (sfu) and peer-to-peer
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import pytest
 from playwright.async_api import Browser, Page
 
-from tests.conftest import RunningGateway
+from gateway.config import Config
+from tests.conftest import RunningGateway, loopback_config
 
 from .conftest import CAMERA_HEIGHT, CAMERA_WIDTH
 from .pages import assert_frames_grow, open_page, poll, wait_js
@@ -175,3 +177,63 @@ async def test_two_room_pages_see_each_other_peer_to_peer(
     await chat(bob, ann, "p2p chat")
     await bob.click("#leave")
     await wait_js(ann, "Object.keys(window.roomState.tiles).length === 0")
+
+
+class TestSocketDrop:
+    @pytest.fixture
+    def gateway_config(self) -> Config:
+        """A grace period the page's reconnect fits in easily on a loaded machine."""
+        config = loopback_config()
+        config.rooms.reconnect_grace_s = 5.0
+        return config
+
+    async def test_room_page_resumes_after_its_socket_drops(
+        self, gateway: RunningGateway, browser: Browser
+    ) -> None:
+        ann = await join(browser, gateway, "e2e-drop", "ann", mode="sfu")
+        bob = await join(browser, gateway, "e2e-drop", "bob", mode="sfu")
+        await wait_js(ann, f"{tile('bob')} && {tile('bob')}.framesDecoded > 0")
+        await wait_js(bob, f"{tile('ann')} && {tile('ann')}.framesDecoded > 0")
+        ann_id = await ann.evaluate("window.roomState.participantId")
+        bob_tile = await bob.evaluate("Object.keys(window.roomState.tiles)")
+        assert bob_tile == [ann_id]
+
+        # Record every status ann's page shows (each one, however brief), then drop its
+        # socket (no `leave`).
+        await ann.evaluate(
+            """() => {
+                window.seenStates = [];
+                new MutationObserver((records) => {
+                    for (const r of records) {
+                        for (const n of r.addedNodes) window.seenStates.push(n.textContent);
+                    }
+                }).observe(document.getElementById("status"), {childList: true});
+            }"""
+        )
+        pcs_before = await ann.evaluate("window.roomConnections().length")
+        await ann.evaluate("window.roomDropSocket()")
+        await wait_js(ann, "window.seenStates.includes('joined')")
+        assert await ann.evaluate("window.seenStates") == ["reconnecting…", "joined"]
+        assert await ann.evaluate("window.roomState.state") == "joined"
+        assert await ann.evaluate("window.roomState.participantId") == ann_id
+        # The same peer connection carried on; nothing was torn down on either side.
+        assert await ann.evaluate("window.roomConnections().length") == pcs_before
+        assert await ann.evaluate("window.roomState.connection") == "connected"
+        assert await ann.is_visible("#controls") and not await ann.is_visible("#join")
+
+        # Bob never lost ann: her tile stays and keeps decoding; ann still sees bob.
+        assert await bob.evaluate("Object.keys(window.roomState.tiles)") == [ann_id]
+        assert await assert_frames_grow(bob, f"{tile('ann')}.framesDecoded") > 0
+        assert await assert_frames_grow(ann, f"{tile('bob')}.framesDecoded") > 0
+
+        # Past the grace period the gateway still has ann: she was resumed, not dropped.
+        await asyncio.sleep(6)
+        room = await room_stats(gateway, "e2e-drop")
+        assert room["participants"] == 2 and len(room["tracks"]) == 4
+        assert await bob.evaluate("Object.keys(window.roomState.tiles)") == [ann_id]
+
+        # Signaling works on the new socket: chat both ways.
+        await chat(ann, bob, "back again")
+        await chat(bob, ann, "welcome back")
+        for page in (ann, bob):
+            assert not await page.is_visible("#error")
