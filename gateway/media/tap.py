@@ -129,23 +129,32 @@ class RtpOutput:
         self._dtls = sender.transport
         self.ssrc: int = sender._ssrc
         self.payload_type = payload_type
+        # Resolved once, not per packet: aiortc starts a sender only after DTLS is up,
+        # when the SRTP session and the ICE connection exist for good.
+        self._protect = self._dtls._tx_srtp.protect
+        self._ice = self._dtls.transport._connection
+        self._connected = self._dtls.state == "connected"
+        self._dtls.on("statechange", self._dtls_state_changed)
+
+    def _dtls_state_changed(self) -> None:
+        self._connected = self._dtls.state == "connected"
 
     def send(self, packet: bytes) -> bytes | None:
         """Protect and send one RTP packet; returns the protected bytes (for NACKs)."""
-        if self._dtls.state != "connected":
+        if not self._connected:
             return None
-        protected: bytes = self._dtls._tx_srtp.protect(packet)
+        protected: bytes = self._protect(packet)
         self.resend(protected)
         return protected
 
     def resend(self, protected: bytes) -> None:
-        pair = self._dtls.transport._connection._nominated.get(1)
+        pair = self._ice._nominated.get(1)
         if pair is not None and pair.protocol.transport is not None:
             pair.protocol.transport.sendto(protected, pair.remote_addr)
 
     def backlog(self) -> int:
         """Bytes queued in user space because the socket would block."""
-        pair = self._dtls.transport._connection._nominated.get(1)
+        pair = self._ice._nominated.get(1)
         if pair is None or pair.protocol.transport is None:
             return 0
         # Selector datagram transports buffer in user space on EAGAIN.
