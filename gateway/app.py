@@ -13,6 +13,7 @@ from . import api
 from .appkeys import CONFIG, REGISTRY, SOCKETS
 from .config import Config
 from .errors import GatewayError, not_found
+from .processing import api as processing_api
 from .recording import api as recording_api
 from .recording.controller import RecordingController
 from .rooms.policy import AccessPolicy
@@ -100,6 +101,7 @@ def create_app(config: Config, policy: AccessPolicy | None = None) -> web.Applic
     app.cleanup_ctx.append(lifetime)
     api.add_routes(app)
     recording_api.add_routes(app)
+    processing_api.add_routes(app)
     whip.add_routes(app)
     whep.add_routes(app)
     app.router.add_get("/ws", websocket.handler)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ import yaml
 ENV_PREFIX = "GATEWAY_"
 VIDEO_CODECS = ("VP8", "H264")
 AUDIO_CODECS = ("opus",)
+PIPELINE_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 
 class ConfigError(ValueError):
@@ -92,6 +94,32 @@ class RecordingSettings:
     fsync_interval_s: float = 1.0
 
 
+def _default_pipelines() -> dict[str, Any]:
+    return {
+        "gray": ["grayscale"],
+        "privacy": ["blur", "timestamp"],
+        "edges": ["edges"],
+        "mirror": [{"rotate": {"angle": 0, "flip": "horizontal"}}],
+        "pixelate": ["pixelate"],
+        "clock": ["timestamp"],
+        "small": [{"resize": {"width": 640}}],
+        "quiet": [{"gain": {"gain_db": -12.0}}],
+        "silent": ["mute"],
+    }
+
+
+@dataclass
+class ProcessingSettings:
+    pipelines: dict[str, Any] = field(default_factory=_default_pipelines)
+    max_renditions: int = 16
+    video_bitrate_kbps: int = 1500
+    audio_bitrate_kbps: int = 64
+    encoder_threads: int = 1
+    keyframe_interval_s: float = 10.0
+    queue_frames: int = 30
+    max_consecutive_failures: int = 5
+
+
 @dataclass
 class LogSettings:
     level: str = "info"
@@ -106,6 +134,7 @@ class Config:
     rooms: RoomSettings = field(default_factory=RoomSettings)
     log: LogSettings = field(default_factory=LogSettings)
     recording: RecordingSettings = field(default_factory=RecordingSettings)
+    processing: ProcessingSettings = field(default_factory=ProcessingSettings)
 
 
 def load(path: str | Path | None = None, environ: typing.Mapping[str, str] | None = None) -> Config:
@@ -177,6 +206,12 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
             return None
         inner = [a for a in args if a is not type(None)]
         return _coerce(inner[0], value, where)
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"{where}: expected a mapping of names, got {_kind(value)}")
+        return {k: _coerce(args[1], v, f"{where}.{k}") for k, v in value.items()}
+    if hint is Any:
+        return value
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected a list, got {_kind(value)}")
@@ -283,11 +318,41 @@ def _validate(config: Config) -> None:
     check(r.queue_frames >= 10, "recording.queue_frames", "must be at least 10")
     check(100 <= r.cluster_ms <= 5000, "recording.cluster_ms", "must be 100-5000")
     check(r.fsync_interval_s > 0, "recording.fsync_interval_s", "must be positive")
+    _validate_processing(config.processing)
     check(
         config.log.level.lower() in ("debug", "info", "warning", "error"),
         "log.level",
         f"must be debug, info, warning or error, got {config.log.level!r}",
     )
+
+
+def _validate_processing(p: ProcessingSettings) -> None:
+    # Imported here: building pipelines loads processors (and plug-ins); the rest of the
+    # configuration does not need them.
+    from processors.registry import ProcessorConfigError, ProcessorRegistry
+
+    def check(ok: bool, key: str, message: str) -> None:
+        if not ok:
+            raise ConfigError(f"processing.{key}: {message}")
+
+    check(p.max_renditions >= 0, "max_renditions", "must not be negative (0: processing off)")
+    check(p.video_bitrate_kbps >= 50, "video_bitrate_kbps", "must be at least 50")
+    check(6 <= p.audio_bitrate_kbps <= 510, "audio_bitrate_kbps", "must be 6-510")
+    check(1 <= p.encoder_threads <= 16, "encoder_threads", "must be 1-16")
+    check(p.keyframe_interval_s >= 1, "keyframe_interval_s", "must be at least 1")
+    check(p.queue_frames >= 2, "queue_frames", "must be at least 2")
+    check(p.max_consecutive_failures >= 1, "max_consecutive_failures", "must be at least 1")
+    registry = ProcessorRegistry()
+    for name, spec in p.pipelines.items():
+        check(
+            PIPELINE_NAME.fullmatch(name) is not None,
+            f"pipelines.{name}",
+            "a pipeline name is 1-32 letters, digits, '-' or '_'",
+        )
+        try:
+            registry.build(spec, name=name)
+        except ProcessorConfigError as exc:
+            raise ConfigError(f"processing.pipelines.{name}: {exc}") from exc
 
 
 def _is_ip(text: str) -> bool:

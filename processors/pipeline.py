@@ -66,7 +66,7 @@ class PipelineEvent:
 
 
 class Timer:
-    """Durations in ms: last, exponentially weighted average, p95 over the recent window."""
+    """Durations in ms: last, exponentially weighted average, p50 and p95 over the recent window."""
 
     EWMA_WEIGHT = 0.1
 
@@ -91,8 +91,8 @@ class Timer:
         with self._lock:
             window = list(self._window)
             count, last, avg = self.count, self.last_ms, self.avg_ms
-        p95 = float(np.percentile(window, 95)) if window else 0.0
-        return {"count": count, "last_ms": last, "avg_ms": avg, "p95_ms": p95}
+        p50, p95 = (float(v) for v in np.percentile(window, [50, 95])) if window else (0.0, 0.0)
+        return {"count": count, "last_ms": last, "avg_ms": avg, "p50_ms": p50, "p95_ms": p95}
 
 
 class Stage:

@@ -55,6 +55,7 @@ class Publisher:
         self._last_ts = 0
         self._ts_cycles = 0
         self._pli_tasks: set[asyncio.Task[None]] = set()
+        self._on_close: list[Callable[[], None]] = []
         self.started_at = time.monotonic()
         self.frames_in = 0
         self.bytes_in = 0
@@ -136,6 +137,10 @@ class Publisher:
         task.add_done_callback(self._pli_tasks.discard)
         return True
 
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` when the track ends (renditions of it stop with it)."""
+        self._on_close.append(callback)
+
     def close(self) -> None:
         if self.closed:
             return
@@ -143,6 +148,11 @@ class Publisher:
         self.keyframes.close()
         for subscriber in self.forwarder.subscribers:
             subscriber.stop()
+        for callback in self._on_close:
+            try:
+                callback()
+            except Exception:
+                logger.exception("track close callback failed")
 
     def set_muted(self, muted: bool) -> None:
         """Pause or resume forwarding; nothing is torn down. Viewers resume at a keyframe."""

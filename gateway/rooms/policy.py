@@ -12,7 +12,7 @@ from ..errors import GatewayError
 class Request:
     """Who asks for what: the action, the room, and what the client presented."""
 
-    action: str  # "join", "publish" or "subscribe"
+    action: str  # "join", "publish", "subscribe" or "control" (live processing changes)
     room: str
     transport: str  # "whip", "whep" or "ws"
     credentials: dict[str, Any] = field(default_factory=dict)  # e.g. a bearer token

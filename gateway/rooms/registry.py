@@ -12,6 +12,8 @@ from typing import Any
 
 from ..config import Config
 from ..errors import GatewayError, bad_request, not_found
+from ..processing.rendition import Rendition
+from ..processing.renditions import Renditions
 from .chat import RateLimit, chat_message
 from .policy import AccessPolicy, Request
 from .room import P2P, SFU, Room, check_room_name
@@ -30,6 +32,9 @@ class Registry:
         self.sessions: dict[str, Session] = {}
         # Called with (room, session) once a publisher's tracks exist (auto-recording).
         self.on_publish: list[Callable[[Room, Session], None]] = []
+        # Processed tracks (named pipelines), shared by every session that asks.
+        self.renditions = Renditions(config)
+        self.renditions.on_event = self._rendition_event
 
     def room(self, name: str) -> Room | None:
         return self.rooms.get(check_room_name(name))
@@ -62,7 +67,7 @@ class Registry:
         room = self.get_or_create_room(room_name)
         if room.mode == P2P:
             raise GatewayError(409, "p2p-room", f"room {room_name!r} is peer-to-peer")
-        session = Session(room, PUBLISHER, self.config, transport)
+        session = self._session(room, PUBLISHER, transport)
         self._track(session)
         try:
             room.claim_publisher(session)
@@ -75,19 +80,28 @@ class Registry:
         return session, answer
 
     async def subscribe(
-        self, room_name: str, offer: str, transport: str, credentials: Mapping[str, Any] = {}
+        self,
+        room_name: str,
+        offer: str,
+        transport: str,
+        credentials: Mapping[str, Any] = {},
+        pipeline: str | None = None,
     ) -> tuple[Session, str]:
+        """A viewer of the room's stream; ``pipeline`` names a configured pipeline to
+        receive the tracks of its kind through."""
         self.policy.check(
             Request("subscribe", check_room_name(room_name), transport, dict(credentials))
         )
+        if pipeline is not None:
+            self.renditions.kind(pipeline)  # unknown-pipeline before anything is created
         room = self.room(room_name)
         if room is None or not room.publishers:
             raise not_found(f"room {room_name!r} has no publisher", "no-publisher")
-        session = Session(room, SUBSCRIBER, self.config, transport)
+        session = self._session(room, SUBSCRIBER, transport)
         self._track(session)
         try:
             room.add_subscriber(session)
-            answer = await session.accept_subscribe(offer, room.publishers)
+            answer = await session.accept_subscribe(offer, room.publishers, pipeline)
         except BaseException:
             await session.close("rejected")
             raise
@@ -126,7 +140,7 @@ class Registry:
             room = existing
         if room.mode == P2P:
             room.max_participants = rooms.p2p_max_participants
-        session = Session(room, PARTICIPANT, self.config, "ws", name=name)
+        session = self._session(room, PARTICIPANT, "ws", name)
         try:
             room.add_participant(session)
         except GatewayError:
@@ -183,9 +197,11 @@ class Registry:
         publish: Mapping[str, str],
         subscribe: Mapping[str, str],
         credentials: Mapping[str, Any] = {},
+        pipelines: Mapping[str, str] = {},
     ) -> Negotiation:
         """A participant's offer: ``publish`` maps mids to sources, ``subscribe`` mids to
-        track ids of the room. Publishing and receiving pass the access policy."""
+        track ids of the room, ``pipelines`` some of those mids to a pipeline to receive
+        the track through. Publishing and receiving pass the access policy."""
         room = session.room
         if room.mode == P2P:
             raise GatewayError(
@@ -207,19 +223,42 @@ class Registry:
         for track in tracks.values():
             if track.owner == session.id:
                 raise bad_request(f"track {track.id} is your own", "own-track")
+        for mid, pipeline in pipelines.items():
+            if mid not in subscribe:
+                raise bad_request(f"m-line {mid} has a pipeline but receives no track", "no-track")
+            self.renditions.kind(pipeline)
         new = [mid for mid in publish if mid not in session.published]
         limit = self.config.rooms.max_tracks_per_participant
         if len(session.publishers) + len(new) > limit:
             raise GatewayError(
                 403, "too-many-tracks", f"a participant publishes at most {limit} tracks"
             )
-        result = await session.negotiate(offer, publish, tracks)
+        pipelines = {mid: name for mid, name in pipelines.items() if mid in tracks}
+        result = await session.negotiate(offer, publish, tracks, pipelines=pipelines)
         for publisher in result.unpublished:
             room.track_unpublished(publisher)
         room.tracks_published(session, result.published)
         if result.published:
             self._published(room, session)
         return result
+
+    def _session(self, room: Room, role: str, transport: str, name: str = "") -> Session:
+        return Session(room, role, self.config, transport, name, self.renditions)
+
+    def _rendition_event(self, room_name: str, rendition: Rendition, event: Any) -> None:
+        room = self.rooms.get(room_name)
+        if room is not None:
+            room.emit(
+                {
+                    "type": "processor-disabled",
+                    "room": room_name,
+                    "track": rendition.source.id,
+                    "rendition": rendition.id,
+                    "pipeline": rendition.pipeline_name,
+                    "stage": event.stage,
+                    "message": event.message,
+                }
+            )
 
     def _published(self, room: Room, session: Session) -> None:
         for hook in self.on_publish:
@@ -248,10 +287,12 @@ class Registry:
     async def close(self) -> None:
         sessions = list(self.sessions.values())
         await asyncio.gather(*(s.close("shutdown") for s in sessions), return_exceptions=True)
+        self.renditions.close()
         self.rooms.clear()
 
     def stats(self) -> dict[str, Any]:
         return {
             "rooms": [room.stats() for room in self.rooms.values()],
             "sessions": len(self.sessions),
+            "processing": self.renditions.stats(),
         }

@@ -25,11 +25,13 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import MediaDescription, SessionDescription
 
 from ..config import Config
-from ..errors import GatewayError, bad_request
+from ..errors import GatewayError, bad_request, not_found
 from ..media.ingest import IngestControl
 from ..media.publisher import Publisher
 from ..media.sender_slot import SenderSlot
 from ..media.subscriber import Subscriber
+from ..processing.rendition import Rendition
+from ..processing.renditions import Renditions
 from ..signaling import ice, sdp
 from .chat import RateLimit
 
@@ -77,7 +79,13 @@ class Session:
     """
 
     def __init__(
-        self, room: Room, role: str, config: Config, transport: str, name: str = ""
+        self,
+        room: Room,
+        role: str,
+        config: Config,
+        transport: str,
+        name: str = "",
+        renditions: Renditions | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex
         self.room = room
@@ -85,6 +93,7 @@ class Session:
         self.transport = transport  # "whip", "whep" or "ws": who signals for it
         self.name = name
         self._config = config
+        self._renditions = renditions
         self.pc = RTCPeerConnection(ice.rtc_configuration(config.ice))
         self.published: dict[str, Publisher] = {}  # mid -> track this session publishes
         self.slots: dict[str, SenderSlot] = {}  # mid -> what this session receives
@@ -139,22 +148,40 @@ class Session:
             raise bad_request("the offer publishes no audio or video", "invalid-sdp")
         return (await self.negotiate(offer, publish, {}, description)).answer
 
-    async def accept_subscribe(self, offer: str, publishers: list[Publisher]) -> str:
-        """Receive, per receiving m-line, the first room track of its kind (WHEP)."""
+    async def accept_subscribe(
+        self, offer: str, publishers: list[Publisher], pipeline: str | None = None
+    ) -> str:
+        """Receive, per receiving m-line, the first room track of its kind (WHEP); tracks
+        of ``pipeline``'s kind through that pipeline, the others as published."""
         description = sdp.parse_offer(offer, want="recv")
+        processed = self._pipeline_kind(pipeline) if pipeline else None
         available = list(publishers)
         subscribe: dict[str, Publisher] = {}
+        pipelines: dict[str, str] = {}
         for m in description.media:
             if m.kind in DEFAULT_SOURCE and _direction(m) in RECEIVING:
                 publisher = next((p for p in available if p.kind == m.kind), None)
                 if publisher is not None:
                     available.remove(publisher)
                     subscribe[m.rtp.muxId] = publisher
+                    if pipeline and m.kind == processed:
+                        pipelines[m.rtp.muxId] = pipeline
         if not subscribe:
             raise GatewayError(
                 422, "nothing-to-receive", "the offer asks for no kind of media the room publishes"
             )
-        return (await self.negotiate(offer, {}, subscribe, description)).answer
+        if pipeline and not pipelines:
+            raise GatewayError(
+                422,
+                "nothing-to-process",
+                f"pipeline {pipeline!r} processes {processed}: the offer receives no such track",
+            )
+        return (await self.negotiate(offer, {}, subscribe, description, pipelines)).answer
+
+    def _pipeline_kind(self, pipeline: str) -> str:
+        if self._renditions is None:
+            raise GatewayError(501, "processing-off", "this gateway does not process media")
+        return self._renditions.kind(pipeline)
 
     # -- any offer, first or renegotiation -------------------------------------------------
 
@@ -164,16 +191,18 @@ class Session:
         publish: Mapping[str, str],
         subscribe: Mapping[str, Publisher],
         description: SessionDescription | None = None,
+        pipelines: Mapping[str, str] = {},
     ) -> Negotiation:
         """Answer ``offer``: m-lines in ``publish`` (mid -> source) are tracks the client
-        publishes; those in ``subscribe`` (mid -> track) receive that track. Any other
-        m-line is answered inactive; a known one that is no longer wanted stops."""
+        publishes; those in ``subscribe`` (mid -> track) receive that track, through the
+        pipeline ``pipelines`` names for the mid if any. Any other m-line is answered
+        inactive; a known one that is no longer wanted stops."""
         if self.closed:
             raise GatewayError(410, "session-closed", "the session has ended")
         if description is None:
             description = sdp.parse_offer(offer, want="any")
         media = [m for m in description.media if m.kind in DEFAULT_SOURCE]
-        self._check(media, publish, subscribe, description)
+        self._check(media, publish, subscribe, description, pipelines)
         transceivers = {t.mid: t for t in self.pc.getTransceivers() if t.mid is not None}
         result = Negotiation(answer="")
         for m in media:
@@ -181,15 +210,16 @@ class Session:
             direction = _direction(m)
             publishing = mid in publish and direction in SENDING
             wanted = subscribe.get(mid) if direction in RECEIVING else None
+            source = self._source(m, wanted, pipelines.get(mid))
             transceiver = transceivers.get(mid)
             if transceiver is None:
-                self._add_transceiver(m, publish.get(mid, ""), publishing, wanted)
+                self._add_transceiver(m, publish.get(mid, ""), publishing, source)
                 continue
             publisher = self.published.get(mid)
             if publisher is not None and not publisher.closed and not publishing:
                 publisher.close()
                 result.unpublished.append(publisher)
-            self._receive(transceiver, m.kind, wanted)
+            self._receive(transceiver, m.kind, source)
         answer = await self._answer(offer, description)
         result.answer = answer
         result.published = [p for p in self.publishers if p.id not in self._announced]
@@ -202,6 +232,7 @@ class Session:
         publish: Mapping[str, str],
         subscribe: Mapping[str, Publisher],
         description: SessionDescription,
+        pipelines: Mapping[str, str],
     ) -> None:
         """Refuse the whole offer before changing anything."""
         known = {t.mid for t in self.pc.getTransceivers() if t.mid is not None}
@@ -225,7 +256,22 @@ class Session:
                         f"m-line {mid} is {m.kind}, track {track.id} is {track.kind}",
                         "wrong-kind",
                     )
-                if track.codec.lower() not in offered:
+                pipeline = pipelines.get(mid)
+                if pipeline:
+                    kind = self._pipeline_kind(pipeline)
+                    if kind != track.kind:
+                        raise bad_request(
+                            f"pipeline {pipeline!r} processes {kind}, m-line {mid} is {m.kind}",
+                            "wrong-kind",
+                        )
+                    if Renditions.codec_for(track.kind, track.codec, offered) is None:
+                        raise GatewayError(
+                            422,
+                            "unsupported-codec",
+                            f"m-line {mid} accepts no codec the gateway encodes "
+                            f"(it offers {sdp.offered_codecs(description, m.kind)})",
+                        )
+                elif track.codec.lower() not in offered:
                     raise GatewayError(
                         422,
                         "unsupported-codec",
@@ -233,8 +279,28 @@ class Session:
                         f"(it offers {sdp.offered_codecs(description, m.kind)})",
                     )
 
+    def _source(
+        self, m: MediaDescription, track: Publisher | None, pipeline: str | None
+    ) -> Publisher | Rendition | None:
+        """What an m-line receives: the track itself, or its rendition through ``pipeline``
+        in the codec the m-line takes (shared with every viewer asking the same)."""
+        if track is None or not pipeline or self._renditions is None:
+            return track
+        codec = Renditions.codec_for(track.kind, track.codec, [c.name for c in m.rtp.codecs])
+        assert codec is not None  # checked by _check
+        current = self.slots.get(m.rtp.muxId)
+        source = current.subscriber.source if current and current.subscriber else None
+        if isinstance(source, Rendition) and not source.closed:
+            if (source.source, source.pipeline_name) == (track, pipeline):
+                return source  # keep the codec already negotiated on this m-line
+        return self._renditions.acquire(track, pipeline, codec, self.room.name)
+
     def _add_transceiver(
-        self, m: MediaDescription, source: str, publishing: bool, wanted: Publisher | None
+        self,
+        m: MediaDescription,
+        source: str,
+        publishing: bool,
+        wanted: Publisher | Rendition | None,
     ) -> None:
         """A new m-line: a transceiver created now is the one aiortc pairs with it."""
         if publishing:
@@ -259,7 +325,9 @@ class Session:
         else:
             self.pc.addTransceiver(m.kind, direction="inactive")
 
-    def _receive(self, transceiver: RTCRtpTransceiver, kind: str, wanted: Publisher | None) -> None:
+    def _receive(
+        self, transceiver: RTCRtpTransceiver, kind: str, wanted: Publisher | Rendition | None
+    ) -> None:
         """Point a negotiated transceiver's sending side at ``wanted`` (or at nothing)."""
         mid = transceiver.mid
         assert mid is not None
@@ -275,7 +343,10 @@ class Session:
         self._point(slot, transceiver, wanted)
 
     def _point(
-        self, slot: SenderSlot, transceiver: RTCRtpTransceiver, wanted: Publisher | None
+        self,
+        slot: SenderSlot,
+        transceiver: RTCRtpTransceiver,
+        wanted: Publisher | Rendition | None,
     ) -> None:
         current = slot.subscriber
         if wanted is None:
@@ -326,6 +397,75 @@ class Session:
         if self._config.ice.announced_address:
             answer = sdp.announce_address(answer, self._config.ice.announced_address)
         return answer
+
+    def switch_pipeline(self, pipeline: str | None, mid: str | None = None) -> list[str]:
+        """Feed what this session receives through ``pipeline`` (None: as published),
+        without renegotiating: same transceiver, codec and RTP stream, so the viewer
+        sees the new picture within a keyframe. ``mid`` picks one m-line; otherwise
+        every received track of the pipeline's kind switches. Returns the mids switched."""
+        if self.closed:
+            raise GatewayError(410, "session-closed", "the session has ended")
+        kind = self._pipeline_kind(pipeline) if pipeline else None
+        if mid is not None and mid not in self.slots:
+            raise not_found(f"this session receives nothing on m-line {mid!r}", "unknown-mid")
+        chosen = [mid] if mid is not None else list(self.slots)
+        switched: list[str] = []
+        for key in chosen:
+            slot = self.slots[key]
+            current = slot.subscriber.source if slot.subscriber is not None else None
+            if not isinstance(current, Publisher | Rendition):
+                continue
+            track = current.source if isinstance(current, Rendition) else current
+            if kind is not None and track.kind != kind:
+                if mid is not None:
+                    raise bad_request(
+                        f"pipeline {pipeline!r} processes {kind}, m-line {mid} is {track.kind}",
+                        "wrong-kind",
+                    )
+                continue
+            target: Publisher | Rendition
+            if pipeline is None:
+                if track.codec != current.codec:
+                    raise GatewayError(
+                        409,
+                        "codec-mismatch",
+                        f"m-line {key} was negotiated as {current.codec}; track {track.id} is "
+                        f"{track.codec}: receiving it unprocessed needs a new offer",
+                    )
+                target = track
+            else:
+                assert self._renditions is not None
+                target = self._renditions.acquire(track, pipeline, current.codec, self.room.name)
+            if target is not current:
+                slot.assign(target.subscribe(self._config.media.viewer_backlog_bytes))
+                switched.append(key)
+        if (
+            kind is not None
+            and not switched
+            and not any(self._received_kind(k) == kind for k in chosen)
+        ):
+            raise GatewayError(422, "nothing-to-process", f"this session receives no {kind} track")
+        return switched
+
+    def _received_kind(self, mid: str) -> str | None:
+        subscriber = self.slots[mid].subscriber
+        return subscriber.kind if subscriber is not None else None
+
+    def receiving(self) -> dict[str, dict[str, Any]]:
+        """Per m-line: the track received and the pipeline it goes through (or None)."""
+        out: dict[str, dict[str, Any]] = {}
+        for mid, slot in self.slots.items():
+            source = slot.subscriber.source if slot.subscriber is not None else None
+            if isinstance(source, Rendition):
+                out[mid] = {
+                    "track": source.source.id,
+                    "pipeline": source.pipeline_name,
+                    "rendition": source.id,
+                    "codec": source.codec,
+                }
+            elif isinstance(source, Publisher):
+                out[mid] = {"track": source.id, "pipeline": None, "codec": source.codec}
+        return out
 
     def unpublish(self, publisher: Publisher) -> None:
         """Stop forwarding one of this session's tracks (its m-line stays until renegotiated)."""

@@ -30,6 +30,11 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "chat": {"text": str},
     "resume": {"participant": str, "token": str},
     "signal": {"to": str},
+    # Processing (docs/processors.md): switch what a session receives to another pipeline
+    # (or back to the unprocessed track, "pipeline": null), and change a live rendition's
+    # parameters.
+    "pipeline": {},
+    "pipeline-update": {"rendition": str, "stage": str},
 }
 
 
@@ -79,8 +84,25 @@ def parse(text: str) -> Message:
             raise ProtocolError("invalid-message", f"{kind!r} needs {wanted} {key!r}", request_id)
     if kind == "candidate":
         _check_candidate(data.get("candidate"), request_id)
+    if kind in ("publish", "subscribe", "pipeline") and not isinstance(
+        data.get("pipeline"), str | type(None)
+    ):
+        raise ProtocolError("invalid-message", "'pipeline' must be a name or null", request_id)
+    if kind == "pipeline":
+        for key in ("session", "mid"):
+            if not isinstance(data.get(key), str | type(None)):
+                raise ProtocolError("invalid-message", f"{key!r} must be a string", request_id)
+    if kind == "pipeline-update":
+        if not isinstance(data.get("params", {}), dict) or not isinstance(
+            data.get("enable", False), bool
+        ):
+            raise ProtocolError(
+                "invalid-message",
+                "'pipeline-update' takes 'params' (an object) and 'enable' (true or false)",
+                request_id,
+            )
     if kind == "offer":
-        for key in ("publish", "subscribe"):
+        for key in ("publish", "subscribe", "pipelines"):
             mapping = data.get(key, {})
             if not isinstance(mapping, dict) or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()

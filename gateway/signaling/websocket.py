@@ -112,6 +112,16 @@ class Channel:
             session.room.relay(session, message["to"], message.get("data"))
         elif kind in ("record-start", "record-stop"):
             await self._record(message)
+        elif kind == "pipeline":
+            self._switch_pipeline(message)
+        elif kind == "pipeline-update":
+            result = self.registry.renditions.update(
+                message["rendition"],
+                message["stage"],
+                message.get("params", {}),
+                message.get("enable", False),
+            )
+            self.send({"type": "pipeline-updated", "id": message.request_id, **result})
         elif kind == "unwatch":
             room = self.watching.pop(message["room"], None)
             if room is not None:
@@ -123,7 +133,9 @@ class Channel:
         if message.type == "publish":
             session, answer = await self.registry.publish(room, message["sdp"], "ws")
         else:
-            session, answer = await self.registry.subscribe(room, message["sdp"], "ws")
+            session, answer = await self.registry.subscribe(
+                room, message["sdp"], "ws", pipeline=message.get("pipeline")
+            )
         self.sessions[session.id] = session
         session.on_close(self._session_closed)
         self._send_answer(session, answer, message.request_id)
@@ -204,7 +216,11 @@ class Channel:
     async def _offer(self, message: messages.Message) -> None:
         session = self._joined()
         result = await self.registry.renegotiate(
-            session, message["sdp"], message.get("publish", {}), message.get("subscribe", {})
+            session,
+            message["sdp"],
+            message.get("publish", {}),
+            message.get("subscribe", {}),
+            pipelines=message.get("pipelines", {}),
         )
         self._send_answer(session, result.answer, message.request_id)
 
@@ -219,6 +235,26 @@ class Channel:
         else:
             publisher.set_muted(message["muted"])
             session.room.track_muted(publisher)
+
+    def _switch_pipeline(self, message: messages.Message) -> None:
+        """One of this socket's sessions receives through another pipeline (or none)."""
+        session_id = message.get("session")
+        if session_id is not None:
+            session = self._own(session_id)
+        else:
+            session = self._joined()
+        pipeline = message.get("pipeline")
+        switched = session.switch_pipeline(pipeline, message.get("mid"))
+        self.send(
+            {
+                "type": "pipeline-switched",
+                "id": message.request_id,
+                "session": session.id,
+                "pipeline": pipeline,
+                "mids": switched,
+                "receiving": session.receiving(),
+            }
+        )
 
     async def _record(self, message: messages.Message) -> None:
         assert self.recordings is not None

@@ -17,7 +17,11 @@ from .http_session import (
 
 async def post(request: web.Request) -> web.Response:
     offer = await read_body(request, SDP_TYPE)
-    session, answer = await registry(request).subscribe(request.match_info["room"], offer, "whep")
+    # ?pipeline=NAME: receive the room's tracks of that pipeline's kind processed by it.
+    pipeline = request.query.get("pipeline") or None
+    session, answer = await registry(request).subscribe(
+        request.match_info["room"], offer, "whep", pipeline=pipeline
+    )
     return answer_response(request, session, answer, "whep")
 
 

@@ -128,6 +128,8 @@ async def whep_watch(
     room: str,
     kinds: tuple[str, ...] = ("video", "audio"),
     read: bool = True,
+    pipeline: str | None = None,
+    codec: str | None = None,
 ) -> Viewer:
     pc = new_peer()
     received = Received()
@@ -138,11 +140,14 @@ async def whep_watch(
         tasks.append(asyncio.ensure_future(_consume(track, received, read)))
 
     for kind in kinds:
-        pc.addTransceiver(kind, direction="recvonly")
+        transceiver = pc.addTransceiver(kind, direction="recvonly")
+        if codec is not None and kind == "video":
+            prefer(transceiver, kind, codec)
     await pc.setLocalDescription(await pc.createOffer())
     started = time.monotonic()
+    query = f"?pipeline={pipeline}" if pipeline else ""
     async with http.post(
-        f"{base}/whep/{room}",
+        f"{base}/whep/{room}{query}",
         data=pc.localDescription.sdp,
         headers={"Content-Type": "application/sdp"},
     ) as response:

@@ -61,12 +61,14 @@ class WsClient:
         self._reader.cancel()
 
 
-async def _negotiate(client: WsClient, pc: Any, kind: str, room: str) -> str:
+async def _negotiate(
+    client: WsClient, pc: Any, kind: str, room: str, extra: dict[str, Any] | None = None
+) -> str:
     """Offer without candidates, then trickle ours and apply the gateway's."""
     await pc.setLocalDescription(await pc.createOffer())
     offer = pc.localDescription.sdp
     request_id = await client.request(
-        {"type": kind, "room": room, "sdp": sdp_tools.strip_candidates(offer)}
+        {"type": kind, "room": room, "sdp": sdp_tools.strip_candidates(offer), **(extra or {})}
     )
     reply = await client.next("answer", "error")
     assert reply.get("id") == request_id, reply
@@ -107,7 +109,7 @@ async def ws_publish(
 
 
 async def ws_subscribe(
-    client: WsClient, room: str
+    client: WsClient, room: str, pipeline: str | None = None
 ) -> tuple[Any, str, Received, list[asyncio.Task[None]]]:
     pc = new_peer()
     received = Received()
@@ -119,5 +121,6 @@ async def ws_subscribe(
 
     pc.addTransceiver("video", direction="recvonly")
     pc.addTransceiver("audio", direction="recvonly")
-    session = await _negotiate(client, pc, "subscribe", room)
+    extra = {"pipeline": pipeline} if pipeline else None
+    session = await _negotiate(client, pc, "subscribe", room, extra)
     return pc, session, received, tasks

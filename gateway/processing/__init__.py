@@ -1,0 +1,1 @@
+"""Renditions: a published track decoded once, run through a processor pipeline, encoded once."""

@@ -1,0 +1,84 @@
+"""HTTP API of processing: configured pipelines, live renditions, switching and live control."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from ..appkeys import CONFIG, REGISTRY
+from ..errors import GatewayError, bad_request
+from ..rooms.policy import Request
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    limit = request.app[CONFIG].server.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise GatewayError(413, "body-too-large", f"the body exceeds {limit} bytes")
+    try:
+        body = json.loads(await request.read() or b"{}")
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise GatewayError(413, "body-too-large", f"the body exceeds {limit} bytes") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise bad_request(f"the body is not valid JSON: {exc}", "invalid-json") from exc
+    if not isinstance(body, dict):
+        raise bad_request("the body must be a JSON object", "invalid-json")
+    return body
+
+
+async def pipelines(request: web.Request) -> web.Response:
+    renditions = request.app[REGISTRY].renditions
+    return web.json_response({"pipelines": renditions.describe()})
+
+
+async def list_renditions(request: web.Request) -> web.Response:
+    return web.json_response(request.app[REGISTRY].renditions.stats())
+
+
+async def rendition(request: web.Request) -> web.Response:
+    found = request.app[REGISTRY].renditions.get(request.match_info["rendition"])
+    return web.json_response(found.stats())
+
+
+async def update_rendition(request: web.Request) -> web.Response:
+    """PATCH {"stage": NAME, "params": {...}, "enable"?: true}: from the next frame on,
+    for every viewer of the rendition."""
+    registry = request.app[REGISTRY]
+    target = registry.renditions.get(request.match_info["rendition"])
+    registry.policy.check(Request("control", target.room, "http"))
+    body = await _json_body(request)
+    stage, params, enable = body.get("stage"), body.get("params", {}), body.get("enable", False)
+    if not isinstance(stage, str) or not isinstance(params, dict) or not isinstance(enable, bool):
+        raise bad_request(
+            "expected {stage: string, params?: object, enable?: boolean}", "invalid-message"
+        )
+    return web.json_response(registry.renditions.update(target.id, stage, params, enable))
+
+
+async def switch_pipeline(request: web.Request) -> web.Response:
+    """PUT {"pipeline": NAME or null, "mid"?: MID}: what a session receives, switched
+    without renegotiation. The session id (from the WHEP Location) is the capability."""
+    registry = request.app[REGISTRY]
+    session = registry.session(request.match_info["session"])
+    body = await _json_body(request)
+    pipeline, mid = body.get("pipeline"), body.get("mid")
+    if not isinstance(pipeline, str | type(None)) or not isinstance(mid, str | type(None)):
+        raise bad_request("expected {pipeline: string or null, mid?: string}", "invalid-message")
+    switched = session.switch_pipeline(pipeline, mid)
+    return web.json_response(
+        {
+            "session": session.id,
+            "pipeline": pipeline,
+            "mids": switched,
+            "receiving": session.receiving(),
+        }
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/pipelines", pipelines)
+    app.router.add_get("/api/renditions", list_renditions)
+    app.router.add_get("/api/renditions/{rendition}", rendition)
+    app.router.add_patch("/api/renditions/{rendition}", update_rendition)
+    app.router.add_put("/api/sessions/{session}/pipeline", switch_pipeline)

@@ -1,0 +1,320 @@
+"""Renditions end to end: an aiortc publisher, viewers through named pipelines and not."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+
+from gateway.config import Config
+from tests.conftest import RunningGateway, loopback_config
+from tests.support.media import NumberedVideoTrack, ToneTrack, mean_chroma
+from tests.support.peers import Received, Viewer, wait_for, whep_watch, whip_publish
+from tests.support.signaling import WsClient, ws_subscribe
+
+
+@pytest.fixture
+def gateway_config() -> Config:
+    config = loopback_config()
+    # Third-party-style processors, by import path (what a config.yaml can name).
+    config.processing.pipelines["boom"] = ["tests.support.processors:Exploding"]
+    config.processing.pipelines["slow"] = [{"tests.support.processors:Sluggish": {"delay_ms": 150}}]
+    return config
+
+
+def grey(received: Received) -> bool:
+    frame = received.last_frame
+    if frame is None:
+        return False
+    u, v = mean_chroma(frame)
+    return abs(u - 128) < 4 and abs(v - 128) < 4
+
+
+def colourful(received: Received) -> bool:
+    frame = received.last_frame
+    if frame is None:
+        return False
+    u, v = mean_chroma(frame)
+    # The publisher paints U=90, V=200 behind its barcode.
+    return abs(u - 90) < 8 and abs(v - 200) < 8
+
+
+def in_order(numbers: list[int]) -> None:
+    assert numbers == sorted(numbers), "frames out of order"
+    assert len(set(numbers)) == len(numbers), "a frame arrived twice"
+
+
+async def renditions(gateway: RunningGateway) -> list[dict[str, Any]]:
+    async with gateway.http.get(f"{gateway.base}/api/renditions") as response:
+        assert response.status == 200
+        body = await response.json()
+    return list(body["renditions"])
+
+
+async def close_all(gateway: RunningGateway, *peers: Any) -> None:
+    for peer in peers:
+        await peer.close(gateway.http, gateway.base)
+    await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("codec", ["VP8", "H264"])
+async def test_grey_viewers_and_a_colour_viewer_of_one_track(
+    gateway: RunningGateway, codec: str
+) -> None:
+    video = NumberedVideoTrack(640, 360, fps=30)
+    publisher = await whip_publish(gateway.http, gateway.base, "cam", [video, ToneTrack()], codec)
+    plain = await whep_watch(gateway.http, gateway.base, "cam")
+    greys = [await whep_watch(gateway.http, gateway.base, "cam", pipeline="gray") for _ in range(2)]
+    try:
+        await wait_for(lambda: len(plain.received.numbers) >= 45, timeout=30)
+        await wait_for(lambda: all(len(v.received.numbers) >= 45 for v in greys), timeout=30)
+        assert colourful(plain.received), mean_chroma(plain.received.last_frame)
+        for viewer in greys:
+            got = viewer.received
+            assert grey(got), mean_chroma(got.last_frame)
+            assert got.sizes == {(640, 360)}
+            in_order(got.numbers)
+            # Processing is not skipping: nearly every published frame is shown.
+            assert got.numbers[-1] - got.numbers[0] <= len(got.numbers) + 10
+            assert got.audio_frames > 0  # audio passes through unprocessed
+        stats = await gateway.stats()
+        (room,) = stats["rooms"]
+        track = next(t for t in room["tracks"] if t["kind"] == "video")
+        assert track["frames_decoded"] == 0, "the passthrough path decoded"
+        (rendition,) = stats["processing"]["renditions"]
+        assert rendition["pipeline"] == "gray" and rendition["codec"] == codec
+        assert rendition["subscribers"] == 2
+        assert rendition["timing"]["latency"]["p95_ms"] < 100
+    finally:
+        await close_all(gateway, plain, *greys, publisher)
+
+
+async def test_five_viewers_of_one_rendition_share_one_decode_and_encode(
+    gateway: RunningGateway,
+) -> None:
+    publisher = await whip_publish(gateway.http, gateway.base, "cam", [NumberedVideoTrack()])
+    viewers = [
+        await whep_watch(gateway.http, gateway.base, "cam", ("video",), pipeline="gray")
+        for _ in range(5)
+    ]
+    try:
+        await wait_for(lambda: all(len(v.received.numbers) >= 60 for v in viewers), timeout=40)
+        (rendition,) = await renditions(gateway)
+        assert rendition["subscribers"] == 5
+        assert rendition["decoders"] == 1 and rendition["encoders"] == 1
+        assert rendition["encoder_opens"] == 1 and rendition["decoder_opens"] == 1
+        # One decode per frame in, one encode per frame processed: not one per viewer.
+        assert rendition["frames_decoded"] <= rendition["frames_in"]
+        assert rendition["frames_encoded"] <= rendition["frames_processed"]
+        assert rendition["frames_processed"] <= rendition["frames_decoded"]
+        assert rendition["frames_sent"] >= 5 * 60
+        assert rendition["frames_sent"] <= 5 * rendition["frames_encoded"]
+        for viewer in viewers:
+            assert grey(viewer.received)
+            in_order(viewer.received.numbers)
+    finally:
+        await close_all(gateway, *viewers, publisher)
+    # The last viewer gone, decoding and encoding stop (worker thread included).
+    await wait_for(lambda: not gateway.registry.renditions.live, timeout=5)
+    await wait_for(
+        lambda: not any(t.name.startswith("rendition-") for t in threading.enumerate()),
+        timeout=5,
+    )
+
+
+async def test_a_processor_that_raises_is_disabled_and_reported(gateway: RunningGateway) -> None:
+    watcher = await WsClient.connect(gateway.http, gateway.base)
+    await watcher.send({"type": "watch", "room": "cam"})
+    publisher = await whip_publish(gateway.http, gateway.base, "cam", [NumberedVideoTrack()])
+    plain = await whep_watch(gateway.http, gateway.base, "cam", ("video",))
+    broken = await whep_watch(gateway.http, gateway.base, "cam", ("video",), pipeline="boom")
+    try:
+        event = await watcher.next("processor-disabled", timeout=20)
+        assert event["pipeline"] == "boom" and event["stage"] == "exploding"
+        assert "RuntimeError: boom" in event["message"]
+        # Frames pass unprocessed by the failing stage: the picture keeps flowing.
+        await wait_for(lambda: len(broken.received.numbers) >= 30, timeout=20)
+        await wait_for(lambda: len(plain.received.numbers) >= 30, timeout=20)
+        assert colourful(broken.received) and colourful(plain.received)
+        in_order(broken.received.numbers)
+        (rendition,) = await renditions(gateway)
+        (stage,) = rendition["pipeline_stats"]["stages"]
+        assert stage["disabled"] and stage["failures"] == 5
+        assert rendition["events"][0]["kind"] == "processor_disabled"
+    finally:
+        await close_all(gateway, plain, broken, publisher)
+        await watcher.close()
+
+
+async def test_a_slow_processor_drops_frames_and_latency_stays_bounded(
+    gateway: RunningGateway,
+) -> None:
+    video = NumberedVideoTrack(fps=30)
+    publisher = await whip_publish(gateway.http, gateway.base, "cam", [video])
+    plain = await whep_watch(gateway.http, gateway.base, "cam", ("video",))
+    slow = await whep_watch(gateway.http, gateway.base, "cam", ("video",), pipeline="slow")
+    try:
+        await wait_for(lambda: len(slow.received.numbers) >= 20, timeout=30)
+        (rendition,) = await renditions(gateway)
+        # 150 ms per frame: about 6 of 30 frames a second are processed, the rest dropped.
+        assert rendition["drops"]["latest_wins"] >= 2 * rendition["frames_processed"]
+        assert rendition["drops"]["queue_overflow"] == 0
+        # Frame in to packets out: one processing time plus at most one frame's wait.
+        assert rendition["timing"]["latency"]["p95_ms"] < 150 + 150 + 60
+        got = slow.received
+        in_order(got.numbers)
+        # What the viewer shows is recent, not a growing backlog: compare with what the
+        # publisher has sent by now (2 frames a 30 fps ~ 67 ms; allow the network path).
+        lag = video.count - got.numbers[-1]
+        assert lag <= 20, f"the processed picture is {lag} frames behind"
+        assert len(plain.received.numbers) > 2 * len(got.numbers)
+    finally:
+        await close_all(gateway, plain, slow, publisher)
+
+
+async def test_live_parameter_change_shows_in_the_pixels(gateway: RunningGateway) -> None:
+    publisher = await whip_publish(gateway.http, gateway.base, "cam", [NumberedVideoTrack()])
+    viewer = await whep_watch(gateway.http, gateway.base, "cam", ("video",), pipeline="gray")
+    client = await WsClient.connect(gateway.http, gateway.base)
+    try:
+        await wait_for(lambda: grey(viewer.received), timeout=20)
+        (rendition,) = await renditions(gateway)
+        url = f"{gateway.base}/api/renditions/{rendition['id']}"
+        body = {"stage": "grayscale", "params": {"strength": 0.0}}
+        async with gateway.http.patch(url, json=body) as response:
+            assert response.status == 200, await response.text()
+            assert (await response.json())["params"] == {"strength": 0.0}
+        await wait_for(lambda: colourful(viewer.received), timeout=10)
+        # The same over the WebSocket, back to grey.
+        await client.request(
+            {
+                "type": "pipeline-update",
+                "rendition": rendition["id"],
+                "stage": "grayscale",
+                "params": {"strength": 1.0},
+            }
+        )
+        reply = await client.next("pipeline-updated", "error")
+        assert reply["type"] == "pipeline-updated", reply
+        await wait_for(lambda: grey(viewer.received), timeout=10)
+        # Bad parameters and unknown stages are refused, the rendition keeps going.
+        async with gateway.http.patch(
+            url, json={"stage": "grayscale", "params": {"strength": 3}}
+        ) as response:
+            assert response.status == 400
+            assert (await response.json())["error"] == "invalid-params"
+        async with gateway.http.patch(url, json={"stage": "nope", "params": {}}) as response:
+            assert response.status == 404
+            assert (await response.json())["error"] == "unknown-stage"
+        in_order(viewer.received.numbers)
+    finally:
+        await client.close()
+        await close_all(gateway, viewer, publisher)
+
+
+async def test_a_viewer_switches_pipeline_without_renegotiating(gateway: RunningGateway) -> None:
+    publisher = await whip_publish(gateway.http, gateway.base, "cam", [NumberedVideoTrack()])
+    viewer = await whep_watch(gateway.http, gateway.base, "cam", ("video",))
+    session = viewer.location.rsplit("/", 1)[1]
+    url = f"{gateway.base}/api/sessions/{session}/pipeline"
+    try:
+        await wait_for(lambda: colourful(viewer.received), timeout=20)
+        async with gateway.http.put(url, json={"pipeline": "gray"}) as response:
+            assert response.status == 200, await response.text()
+            body = await response.json()
+        assert body["mids"] and next(iter(body["receiving"].values()))["pipeline"] == "gray"
+        await wait_for(lambda: grey(viewer.received), timeout=10)
+        async with gateway.http.put(url, json={"pipeline": None}) as response:
+            assert response.status == 200
+        await wait_for(lambda: colourful(viewer.received), timeout=10)
+        await wait_for(lambda: not gateway.registry.renditions.live, timeout=5)
+        numbers = viewer.received.numbers
+        in_order(numbers)
+        # One RTP stream throughout: the numbers kept coming, no reconnect.
+        assert viewer.pc.connectionState == "connected"
+        async with gateway.http.put(url, json={"pipeline": "nope"}) as response:
+            assert response.status == 400
+            assert (await response.json())["error"] == "unknown-pipeline"
+        async with gateway.http.put(url, json={"pipeline": "quiet"}) as response:
+            assert response.status == 422  # an audio pipeline; this viewer receives no audio
+    finally:
+        await close_all(gateway, viewer, publisher)
+
+
+async def test_websocket_subscribe_through_a_pipeline_and_switch(gateway: RunningGateway) -> None:
+    publisher = await whip_publish(gateway.http, gateway.base, "cam", [NumberedVideoTrack()])
+    client = await WsClient.connect(gateway.http, gateway.base)
+    pc, session, received, tasks = await ws_subscribe(client, "cam", pipeline="gray")
+    try:
+        await wait_for(lambda: grey(received), timeout=20)
+        await client.request({"type": "pipeline", "session": session, "pipeline": None})
+        reply = await client.next("pipeline-switched", "error")
+        assert reply["type"] == "pipeline-switched", reply
+        await wait_for(lambda: colourful(received), timeout=10)
+        await client.request({"type": "subscribe", "room": "cam", "sdp": "v=0", "pipeline": "x"})
+        error = await client.next("error")
+        assert error["code"] == "unknown-pipeline"
+    finally:
+        for task in tasks:
+            task.cancel()
+        await pc.close()
+        await client.close()
+        await close_all(gateway, publisher)
+
+
+async def test_audio_pipelines_change_the_samples(gateway: RunningGateway) -> None:
+    publisher = await whip_publish(gateway.http, gateway.base, "cam", [ToneTrack()])
+    plain = await whep_watch(gateway.http, gateway.base, "cam", ("audio",))
+    quiet = await whep_watch(gateway.http, gateway.base, "cam", ("audio",), pipeline="quiet")
+    silent = await whep_watch(gateway.http, gateway.base, "cam", ("audio",), pipeline="silent")
+    try:
+        viewers: list[Viewer] = [plain, quiet, silent]
+        await wait_for(lambda: all(v.received.audio_frames >= 100 for v in viewers), timeout=30)
+        loud, soft = plain.received.audio_peak, quiet.received.audio_peak
+        # -12 dB is a quarter of the amplitude (Opus round trips are not exact).
+        assert loud > 4000
+        assert 0.15 * loud < soft < 0.4 * loud, (loud, soft)
+        assert silent.received.audio_peak < 50
+        stats = {r["pipeline"]: r for r in await renditions(gateway)}
+        assert stats["quiet"]["codec"] == "opus" and stats["quiet"]["frames_encoded"] > 50
+    finally:
+        await close_all(gateway, plain, quiet, silent, publisher)
+
+
+async def test_an_h264_track_is_processed_into_vp8_for_a_vp8_only_viewer(
+    gateway: RunningGateway,
+) -> None:
+    publisher = await whip_publish(
+        gateway.http, gateway.base, "cam", [NumberedVideoTrack()], video_codec="H264"
+    )
+    viewer = await whep_watch(
+        gateway.http, gateway.base, "cam", ("video",), pipeline="gray", codec="VP8"
+    )
+    try:
+        await wait_for(lambda: len(viewer.received.numbers) >= 30 and grey(viewer.received))
+        (rendition,) = await renditions(gateway)
+        assert rendition["codec"] == "VP8"
+        in_order(viewer.received.numbers)
+    finally:
+        await close_all(gateway, viewer, publisher)
+
+
+async def test_unknown_pipeline_is_refused_at_subscribe(gateway: RunningGateway) -> None:
+    publisher = await whip_publish(gateway.http, gateway.base, "cam", [NumberedVideoTrack()])
+    try:
+        async with gateway.http.post(
+            f"{gateway.base}/whep/cam?pipeline=nope",
+            data="v=0\r\n",
+            headers={"Content-Type": "application/sdp"},
+        ) as response:
+            assert response.status == 400
+            body = await response.json()
+        assert body["error"] == "unknown-pipeline" and "gray" in body["message"]
+        assert not gateway.registry.renditions.live
+        async with gateway.http.get(f"{gateway.base}/api/pipelines") as response:
+            names = {p["name"]: p["kind"] for p in (await response.json())["pipelines"]}
+        assert names["gray"] == "video" and names["quiet"] == "audio"
+    finally:
+        await close_all(gateway, publisher)
