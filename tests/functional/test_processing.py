@@ -12,6 +12,7 @@ from gateway.config import Config
 from tests.conftest import RunningGateway, loopback_config
 from tests.support.media import NumberedVideoTrack, ToneTrack, mean_chroma
 from tests.support.peers import Received, Viewer, wait_for, whep_watch, whip_publish
+from tests.support.room_client import Participant
 from tests.support.signaling import WsClient, ws_subscribe
 
 
@@ -318,3 +319,32 @@ async def test_unknown_pipeline_is_refused_at_subscribe(gateway: RunningGateway)
         assert names["gray"] == "video" and names["quiet"] == "audio"
     finally:
         await close_all(gateway, publisher)
+
+
+async def test_room_participants_receive_a_track_through_a_pipeline(
+    gateway: RunningGateway,
+) -> None:
+    alice = await Participant.join(gateway.http, gateway.base, "meet", "alice")
+    bob = await Participant.join(gateway.http, gateway.base, "meet", "bob")
+    carol = await Participant.join(gateway.http, gateway.base, "meet", "carol")
+    try:
+        (track,) = await alice.add_tracks([(NumberedVideoTrack(), "camera")])
+        await bob.watch(track, "video", pipeline="gray")
+        await carol.watch(track, "video")
+        await wait_for(lambda: grey(bob.received[track]), timeout=20)
+        await wait_for(lambda: colourful(carol.received[track]), timeout=20)
+        # Bob switches back to the unprocessed track over his socket: no new offer.
+        await bob.client.request({"type": "pipeline", "pipeline": None})
+        reply = await bob.client.next("pipeline-switched", "error")
+        assert reply["type"] == "pipeline-switched" and reply["mids"], reply
+        await wait_for(lambda: colourful(bob.received[track]), timeout=10)
+        await bob.client.request({"type": "pipeline", "pipeline": "privacy"})
+        await bob.client.next("pipeline-switched")
+        await wait_for(lambda: bool(gateway.registry.renditions.live), timeout=5)
+        # The track ends: its renditions stop with it.
+        await alice.client.request({"type": "unpublish", "track": track})
+        await wait_for(lambda: not gateway.registry.renditions.live, timeout=5)
+        in_order(bob.received[track].numbers)
+    finally:
+        for participant in (alice, bob, carol):
+            await participant.close()

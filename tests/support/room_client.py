@@ -31,11 +31,13 @@ class Participant:
         self.publish: dict[str, str] = {}  # mid -> source
         self.published: dict[str, str] = {}  # mid -> track id (from track-published)
         self.subscribe: dict[str, str] = {}  # mid -> track id
+        self.pipelines: dict[str, str] = {}  # mid -> pipeline it is received through
         self.received: dict[str, Received] = {}  # track id -> what arrived
         self._tasks: list[asyncio.Task[None]] = []
         self._negotiated = False
         self._pending_sources: list[tuple[RTCRtpTransceiver, str]] = []
         self._want: dict[int, str] = {}  # transceiver -> track id, until it has a mid
+        self._want_pipeline: dict[int, str] = {}
         self.pc.on("track", self._on_track)
 
     @classmethod
@@ -81,8 +83,9 @@ class Participant:
                 ids.append(event["track"]["id"])
         return ids
 
-    async def watch(self, track_id: str, kind: str) -> None:
-        """Receive a track, reusing an idle transceiver of its kind when there is one."""
+    async def watch(self, track_id: str, kind: str, pipeline: str | None = None) -> None:
+        """Receive a track (through ``pipeline`` if given), reusing an idle transceiver of
+        its kind when there is one."""
         transceiver = next(
             (
                 t
@@ -97,12 +100,15 @@ class Participant:
             transceiver.direction = "recvonly"
         self.received.setdefault(track_id, Received())
         self._want[id(transceiver)] = track_id
+        if pipeline is not None:
+            self._want_pipeline[id(transceiver)] = pipeline
         await self.renegotiate()
 
     async def unwatch(self, track_id: str) -> None:
         for mid, wanted in list(self.subscribe.items()):
             if wanted == track_id:
                 del self.subscribe[mid]
+                self.pipelines.pop(mid, None)
                 transceiver = next(t for t in self.pc.getTransceivers() if t.mid == mid)
                 transceiver.direction = "inactive"
         await self.renegotiate()
@@ -117,6 +123,9 @@ class Participant:
             wanted = self._want.pop(id(transceiver), None)
             if wanted is not None and transceiver.mid is not None:
                 self.subscribe[transceiver.mid] = wanted
+                pipeline = self._want_pipeline.pop(id(transceiver), None)
+                if pipeline is not None:
+                    self.pipelines[transceiver.mid] = pipeline
         offer = self.pc.localDescription.sdp
         request_id = await self.client.request(
             {
@@ -124,6 +133,7 @@ class Participant:
                 "sdp": sdp_tools.strip_candidates(offer),
                 "publish": self.publish,
                 "subscribe": self.subscribe,
+                **({"pipelines": self.pipelines} if self.pipelines else {}),
             }
         )
         reply = await self.client.next("answer", "error")

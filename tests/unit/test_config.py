@@ -236,3 +236,38 @@ def test_missing_file_names_the_path(tmp_path: Path) -> None:
 
 def test_config_error_is_a_value_error() -> None:
     assert issubclass(ConfigError, ValueError)
+
+
+def test_processing_pipelines_from_yaml(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "processing:\n  pipelines:\n    soft: [{blur: {radius: 8}}, timestamp]\n"
+        "  video_bitrate_kbps: 800\n",
+    )
+    config = load(path, environ={})
+    assert config.processing.pipelines == {"soft": [{"blur": {"radius": 8}}, "timestamp"]}
+    assert config.processing.video_bitrate_kbps == 800
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "expected"),
+    [
+        ("processing:\n  pipelines:\n    x: [nope]\n", "processing.pipelines.x"),
+        ("processing:\n  pipelines:\n    x: [nope]\n", "unknown processor 'nope'"),
+        ("processing:\n  pipelines:\n    x: [{blur: {radius: 999}}]\n", "radius"),
+        ("processing:\n  pipelines:\n    x: [grayscale, gain]\n", "mixes video and audio"),
+        ("processing:\n  pipelines:\n    x: grayscale\n", "a pipeline is a list"),
+        ("processing:\n  pipelines:\n    'bad name': [grayscale]\n", "pipeline name"),
+        ("processing:\n  pipelines: [gray]\n", "processing.pipelines: expected a mapping"),
+        ("processing:\n  pipelines:\n    x: ['no.such.module:Thing']\n", "cannot import"),
+        ("processing:\n  encoder_threads: 0\n", "processing.encoder_threads"),
+        ("processing:\n  queue_frames: 1\n", "processing.queue_frames"),
+    ],
+)
+def test_bad_pipelines_are_refused_at_load(tmp_path: Path, yaml_text: str, expected: str) -> None:
+    assert expected in error_of(tmp_path, yaml_text)
+
+
+def test_pipelines_from_the_environment() -> None:
+    config = load(None, environ={"GATEWAY_PROCESSING_PIPELINES": "{only: [edges]}"})
+    assert config.processing.pipelines == {"only": ["edges"]}

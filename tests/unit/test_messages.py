@@ -34,6 +34,25 @@ def refused(raw: str) -> ProtocolError:
         ({"type": "watch", "room": "lobby"}, {"room": "lobby"}),
         ({"type": "unwatch", "room": "lobby"}, {"room": "lobby"}),
         ({"type": "ping"}, {}),
+        (
+            {"type": "subscribe", "room": "cam", "sdp": "v=0\r\n", "pipeline": "gray"},
+            {"pipeline": "gray"},
+        ),
+        ({"type": "pipeline", "pipeline": None}, {"pipeline": None}),
+        ({"type": "pipeline", "session": "s", "mid": "0", "pipeline": "gray"}, {"mid": "0"}),
+        (
+            {"type": "pipeline-update", "rendition": "r", "stage": "blur", "params": {"radius": 2}},
+            {"stage": "blur"},
+        ),
+        (
+            {
+                "type": "offer",
+                "sdp": "v=0\r\n",
+                "subscribe": {"1": "t"},
+                "pipelines": {"1": "gray"},
+            },
+            {"pipelines": {"1": "gray"}},
+        ),
     ],
 )
 def test_each_message_type_parses(fields: dict[str, Any], checks: dict[str, Any]) -> None:
@@ -206,3 +225,19 @@ def test_error_reply_for_a_refused_message_round_trips() -> None:
 
 def test_protocol_version() -> None:
     assert PROTOCOL_VERSION == 1
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"type": "subscribe", "room": "cam", "sdp": "v=0", "pipeline": 3},
+        {"type": "pipeline", "pipeline": ["gray"]},
+        {"type": "pipeline", "pipeline": "gray", "mid": 0},
+        {"type": "pipeline-update", "rendition": "r"},
+        {"type": "pipeline-update", "rendition": "r", "stage": "s", "params": [1]},
+        {"type": "pipeline-update", "rendition": "r", "stage": "s", "enable": "yes"},
+        {"type": "offer", "sdp": "v=0", "pipelines": {"1": None}},
+    ],
+)
+def test_malformed_processing_messages_are_refused(fields: dict[str, Any]) -> None:
+    assert refused(json.dumps(fields)).code == "invalid-message"
