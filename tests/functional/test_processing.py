@@ -163,7 +163,7 @@ async def test_a_slow_processor_drops_frames_and_latency_stays_bounded(
         assert rendition["drops"]["latest_wins"] >= 2 * rendition["frames_processed"]
         assert rendition["drops"]["queue_overflow"] == 0
         # Frame in to packets out: one processing time plus at most one frame's wait.
-        assert rendition["timing"]["latency"]["p95_ms"] < 150 + 150 + 60
+        assert rendition["timing"]["latency"]["p95_ms"] < 150 + 150 + 150
         got = slow.received
         in_order(got.numbers)
         # What the viewer shows is recent, not a growing backlog: compare with what the
