@@ -348,3 +348,36 @@ async def test_room_participants_receive_a_track_through_a_pipeline(
     finally:
         for participant in (alice, bob, carol):
             await participant.close()
+
+
+async def test_viewer_keyframe_requests_go_to_the_rendition_encoder_not_upstream(
+    gateway: RunningGateway,
+) -> None:
+    publisher = await whip_publish(gateway.http, gateway.base, "cam", [NumberedVideoTrack()])
+    first = await whep_watch(gateway.http, gateway.base, "cam", ("video",), pipeline="gray")
+    late: list[Viewer] = []
+    try:
+        await wait_for(lambda: len(first.received.numbers) >= 20, timeout=20)
+        stats = await gateway.stats()
+        track = next(t for t in stats["rooms"][0]["tracks"] if t["kind"] == "video")
+        upstream_before = track["keyframe_requests_upstream"]
+        (rendition,) = stats["processing"]["renditions"]
+        keyframes_before = rendition["keyframes_encoded"]
+        # Late viewers each need a keyframe to start: the rendition's encoder makes them.
+        for _ in range(3):
+            viewer = await whep_watch(
+                gateway.http, gateway.base, "cam", ("video",), pipeline="gray"
+            )
+            late.append(viewer)
+            await wait_for(lambda v=viewer: len(v.received.numbers) >= 5, timeout=10)
+            assert grey(viewer.received)
+        stats = await gateway.stats()
+        track = next(t for t in stats["rooms"][0]["tracks"] if t["kind"] == "video")
+        (rendition,) = stats["processing"]["renditions"]
+        assert rendition["keyframes_encoded"] > keyframes_before
+        assert rendition["keyframe_requests"]["encoder"] >= 1
+        # The publisher heard nothing of it (its decoder needed no new keyframe).
+        assert track["keyframe_requests_upstream"] == upstream_before
+        assert rendition["keyframe_requests"]["upstream"] <= 2
+    finally:
+        await close_all(gateway, first, *late, publisher)
