@@ -61,6 +61,7 @@ async def switch_pipeline(request: web.Request) -> web.Response:
     without renegotiation. The session id (from the WHEP Location) is the capability."""
     registry = request.app[REGISTRY]
     session = registry.session(request.match_info["session"])
+    registry.policy.check(Request("subscribe", session.room.name, "http"))
     body = await _json_body(request)
     pipeline, mid = body.get("pipeline"), body.get("mid")
     if not isinstance(pipeline, str | type(None)) or not isinstance(mid, str | type(None)):
@@ -76,9 +77,18 @@ async def switch_pipeline(request: web.Request) -> web.Response:
     )
 
 
+async def session_media(request: web.Request) -> web.Response:
+    """What a session receives: per mid, the track, its pipeline and rendition."""
+    session = request.app[REGISTRY].session(request.match_info["session"])
+    return web.json_response(
+        {**session.describe(), "room": session.room.name, "receiving": session.receiving()}
+    )
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/pipelines", pipelines)
     app.router.add_get("/api/renditions", list_renditions)
     app.router.add_get("/api/renditions/{rendition}", rendition)
     app.router.add_patch("/api/renditions/{rendition}", update_rendition)
+    app.router.add_get("/api/sessions/{session}", session_media)
     app.router.add_put("/api/sessions/{session}/pipeline", switch_pipeline)

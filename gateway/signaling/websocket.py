@@ -149,6 +149,8 @@ class Channel:
                 "room": session.room.name,
                 "role": session.role,
                 "sdp": sdp.strip_candidates(answer),
+                # Per mid: the track and pipeline (with its rendition id) it receives.
+                "receiving": session.receiving(),
             }
         )
         if session.id in self._trickled:

@@ -5,6 +5,7 @@
 //   const session = signaling.createSession(room);
 //   session.pc.ontrack = ...;                   // hook the peer connection up first
 //   await session.subscribe();                  // or: await session.publish(stream)
+//   // session.subscribe(["video", "audio"], {pipeline: "gray"}): through a named pipeline
 //
 // Room events (`room-state`, `publisher-joined`, `publisher-left`), `session-ended`,
 // unsolicited `error`s and `close` are dispatched as CustomEvents whose detail is the message.
@@ -207,23 +208,26 @@ export class PeerSession extends EventTarget {
     await this.#negotiate("publish");
   }
 
-  async subscribe(kinds = ["video", "audio"]) {
+  /** `pipeline`: receive the tracks of its kind processed by that named pipeline. */
+  async subscribe(kinds = ["video", "audio"], { pipeline = null } = {}) {
     for (const kind of kinds) this.pc.addTransceiver(kind, { direction: "recvonly" });
-    await this.#negotiate("subscribe");
+    await this.#negotiate("subscribe", pipeline ? { pipeline } : {});
   }
 
-  async #negotiate(type) {
+  async #negotiate(type, fields = {}) {
     const offer = await this.pc.createOffer();
     await this.pc.setLocalDescription(offer);
     this.requestedAt = performance.now();
     let answer;
     try {
-      answer = await this.#signaling.request({ type, room: this.#room, sdp: offer.sdp }, this);
+      answer = await this.#signaling.request({ type, room: this.#room, sdp: offer.sdp, ...fields }, this);
     } catch (err) {
       this.#shutdown();
       throw err;
     }
     if (this.closed) return;
+    // Per mid: the track received and its pipeline/rendition (see docs/protocol.md).
+    this.receiving = answer.receiving ?? {};
     await this.pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
     this.#remoteReady = true;
     for (const candidate of this.#remoteQueue.splice(0)) await this.#addRemote(candidate);

@@ -1,11 +1,16 @@
 // Watches a room over the WebSocket protocol: subscribes whenever a publisher is there.
-// Query: ?room=NAME. Live numbers are on window.watchStats (and in #stat-* elements).
+// Query: ?room=NAME, optionally &pipeline=NAME to watch through one of the gateway's
+// processing pipelines (GET /api/pipelines). The Filter picker switches pipeline while
+// watching (PUT /api/sessions/ID/pipeline), on the same peer connection.
+// Live numbers are on window.watchStats (and in #stat-* / #proc-* elements).
 
-import { Signaling } from "./signaling.js";
+import { Signaling, SignalingError } from "./signaling.js";
 
-const room = new URLSearchParams(location.search).get("room") ?? "";
+const query = new URLSearchParams(location.search);
+const room = query.get("room") ?? "";
 const $ = (id) => document.getElementById(id);
 const video = $("video");
+const picker = $("filter");
 
 const stats = (window.watchStats = {
   framesDecoded: 0,
@@ -17,12 +22,21 @@ const stats = (window.watchStats = {
   timeToFirstFrameMs: null,
   state: "connecting",
   ingest: null, // the room's video track as the gateway receives it (GET /api/rooms/ROOM)
+  sessionId: null, // the gateway's id of our subscribe session
+  pipeline: null, // the pipeline the session receives through (null: as published)
+  rendition: null, // id of that rendition (GET /api/renditions/ID)
+  processing: null, // its numbers: {latencyP50Ms, latencyP95Ms, fps, framesOut, dropsLatestWins}
 });
 
 let signaling = null;
 let session = null;
 let subscribedTo = null; // publisher id we are subscribed (or subscribing) to
+let publisherId = null; // the room's publisher, as last announced
 let previous = null; // last inbound-rtp sample, for the bitrate
+let wantedPipeline = query.get("pipeline") || null; // what the picker asks for
+const pipelines = new Map(); // name -> {name, kind, processors}, from /api/pipelines
+let switching = Promise.resolve(); // pipeline switches run one at a time
+let renditionSample = null; // last {at, framesOut} of the rendition, for its output rate
 
 function showError(message) {
   $("error").textContent = message;
@@ -48,6 +62,8 @@ function resetStats() {
   Object.assign(stats, { framesDecoded: 0, width: 0, height: 0, fps: 0, bitrateKbps: 0, packetsLost: 0 });
   stats.timeToFirstFrameMs = null;
   previous = null;
+  stats.sessionId = null;
+  setReceiving(null, null);
 }
 
 function stopWatching(state, leave = true) {
@@ -55,7 +71,167 @@ function stopWatching(state, leave = true) {
   session = null;
   subscribedTo = null;
   video.srcObject = null;
+  stats.sessionId = null;
+  setReceiving(null, null);
   setState(state);
+}
+
+// -- processing: the Filter picker and the rendition's numbers ---------------------------
+
+function pipelineLabel(name) {
+  const p = pipelines.get(name);
+  return p ? `${name} (${p.kind})` : name;
+}
+
+/** Fills the picker from /api/pipelines; the query's pipeline stays selected (an unknown
+ * one too: the gateway's refusal then says what is configured). */
+async function loadPipelines() {
+  try {
+    const response = await fetch("/api/pipelines", { cache: "no-store" });
+    const body = await response.json().catch(() => null);
+    if (!response.ok) throw new Error(body?.message ?? `HTTP ${response.status}`);
+    for (const p of body.pipelines ?? []) pipelines.set(p.name, p);
+  } catch (err) {
+    console.warn("cannot list pipelines", err);
+  }
+  for (const kind of ["video", "audio"]) {
+    const group = document.createElement("optgroup");
+    group.label = `${kind[0].toUpperCase()}${kind.slice(1)} filters`;
+    for (const p of pipelines.values()) {
+      if (p.kind !== kind) continue;
+      const option = new Option(pipelineLabel(p.name), p.name);
+      option.title = JSON.stringify(p.processors);
+      group.append(option);
+    }
+    if (group.children.length) picker.append(group);
+  }
+  if (wantedPipeline && !pipelines.has(wantedPipeline)) {
+    picker.append(new Option(`${wantedPipeline} (unknown)`, wantedPipeline));
+  }
+  picker.value = wantedPipeline ?? "";
+}
+
+/** Keeps ?pipeline= in the address, so the link shares the filtered view. */
+function rememberChoice() {
+  const url = new URL(location.href);
+  if (wantedPipeline) url.searchParams.set("pipeline", wantedPipeline);
+  else url.searchParams.delete("pipeline");
+  history.replaceState(null, "", url);
+}
+
+/** What the session receives, from a `receiving` map ({mid: {track, pipeline, rendition?}}). */
+function setReceiving(pipeline, receiving) {
+  const entry = Object.values(receiving ?? {}).find((r) => r.rendition && r.pipeline === pipeline);
+  stats.pipeline = pipeline;
+  if (stats.rendition !== (entry?.rendition ?? null)) {
+    stats.rendition = entry?.rendition ?? null;
+    stats.processing = null;
+    renditionSample = null;
+  }
+  renderProcessing();
+}
+
+function renderProcessing() {
+  const p = stats.processing;
+  $("processing").hidden = !stats.pipeline;
+  $("proc-pipeline").textContent = stats.pipeline ? pipelineLabel(stats.pipeline) : "–";
+  $("proc-latency").textContent = p ? `${p.latencyP50Ms.toFixed(1)} / ${p.latencyP95Ms.toFixed(1)}` : "–";
+  $("proc-fps").textContent = p?.fps != null ? p.fps.toFixed(1) : "–";
+  $("proc-drops").textContent = p ? String(p.dropsLatestWins) : "–";
+  const pending = stats.sessionId && picker.value !== (stats.pipeline ?? "");
+  $("filter-status").textContent = pending ? "switching…" : "";
+}
+
+async function putPipeline(sessionId, pipeline, mid = null) {
+  const response = await fetch(`/api/sessions/${encodeURIComponent(sessionId)}/pipeline`, {
+    method: "PUT",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(mid == null ? { pipeline } : { pipeline, mid }),
+  });
+  const body = await response.json().catch(() => null);
+  if (!response.ok) {
+    throw new SignalingError(body?.error ?? `http-${response.status}`, body?.message ?? response.statusText);
+  }
+  return body;
+}
+
+/** Makes `current` receive through the picker's pipeline, without renegotiating. */
+async function switchPipeline(current) {
+  const wanted = wantedPipeline;
+  if (session !== current || current.closed || current.id === null) return;
+  if (wanted === stats.pipeline) return renderProcessing();
+  let body = null;
+  try {
+    body = await putPipeline(current.id, wanted);
+    // A pipeline switches only the tracks of its kind: one of the other kind chosen before
+    // (a video filter, then an audio one) goes back to as-published.
+    for (const [mid, r] of Object.entries(body.receiving ?? {})) {
+      if (r.pipeline && r.pipeline !== wanted) body = await putPipeline(current.id, null, mid);
+    }
+    if (session !== current) return;
+    setReceiving(wanted, body.receiving);
+    showError("");
+  } catch (err) {
+    if (session !== current || current.closed) return;
+    showError(`Cannot switch the filter to ${wanted ?? "none"}: ${err.message}${err.code ? ` (${err.code})` : ""}`);
+    if (body) {
+      setReceiving(wanted, body.receiving); // the main switch happened
+      return;
+    }
+    // The session still receives what it did: the picker says so.
+    wantedPipeline = stats.pipeline;
+    picker.value = wantedPipeline ?? "";
+    rememberChoice();
+    renderProcessing();
+  }
+}
+
+function queueSwitch(current) {
+  switching = switching.then(() => switchPipeline(current)).catch((err) => console.warn("switch failed", err));
+  renderProcessing();
+  return switching;
+}
+
+picker.addEventListener("change", () => {
+  wantedPipeline = picker.value || null;
+  rememberChoice();
+  if (session && !session.closed) {
+    // Subscribing still (no id yet): the subscribe reconciles when it is answered.
+    if (session.id !== null) queueSwitch(session);
+  } else if (publisherId && signaling?.connected) {
+    subscribe(publisherId); // e.g. after the gateway refused the previous choice
+  }
+  renderProcessing();
+});
+
+async function sampleRendition() {
+  const id = stats.rendition;
+  if (!id) return;
+  const response = await fetch(`/api/renditions/${encodeURIComponent(id)}`, { cache: "no-store" });
+  if (stats.rendition !== id) return;
+  if (!response.ok) {
+    stats.processing = null; // ended (e.g. its source left); the next switch names the new one
+    renditionSample = null;
+    renderProcessing();
+    return;
+  }
+  const r = await response.json();
+  if (stats.rendition !== id) return;
+  const at = performance.now();
+  let fps = stats.processing?.fps ?? null;
+  if (renditionSample && at > renditionSample.at) {
+    fps = ((r.frames_out - renditionSample.framesOut) * 1000) / (at - renditionSample.at);
+  }
+  renditionSample = { at, framesOut: r.frames_out };
+  const latency = r.timing?.latency ?? {};
+  stats.processing = {
+    latencyP50Ms: latency.p50_ms ?? 0,
+    latencyP95Ms: latency.p95_ms ?? 0,
+    fps,
+    framesOut: r.frames_out,
+    dropsLatestWins: r.drops?.latest_wins ?? 0,
+  };
+  renderProcessing();
 }
 
 function firstFrame(current) {
@@ -74,6 +250,7 @@ async function subscribe(publisherId) {
   session?.close();
   resetStats();
   subscribedTo = publisherId;
+  const pipeline = wantedPipeline;
   const current = (session = signaling.createSession(room));
   const stream = new MediaStream();
   current.pc.ontrack = ({ track }) => {
@@ -95,8 +272,15 @@ async function subscribe(publisherId) {
   });
   setState("subscribing");
   try {
-    await current.subscribe();
+    await current.subscribe(["video", "audio"], { pipeline });
+    if (session !== current) return;
+    stats.sessionId = current.id;
+    stats.pipeline = pipeline;
     showError("");
+    // The answer names the rendition; follow a picker changed while subscribing.
+    setReceiving(pipeline, current.receiving);
+    if (wantedPipeline !== pipeline) queueSwitch(current);
+    else renderProcessing();
   } catch (err) {
     if (session !== current) return;
     session = null;
@@ -161,13 +345,24 @@ async function sampleIngest() {
 async function connect() {
   signaling = new Signaling();
   signaling.addEventListener("room-state", (e) => {
+    publisherId = e.detail.publisher?.id ?? null;
     if (e.detail.publisher) subscribe(e.detail.publisher.id);
     else setState("waiting for a publisher");
   });
-  signaling.addEventListener("publisher-joined", (e) => subscribe(e.detail.publisher.id));
+  signaling.addEventListener("publisher-joined", (e) => {
+    publisherId = e.detail.publisher.id;
+    subscribe(e.detail.publisher.id);
+  });
   // The gateway ends its viewers' sessions itself when the publisher leaves.
-  signaling.addEventListener("publisher-left", () => stopWatching("waiting for a publisher", false));
+  signaling.addEventListener("publisher-left", () => {
+    publisherId = null;
+    stopWatching("waiting for a publisher", false);
+  });
   signaling.addEventListener("error", (e) => showError(`${e.detail.code}: ${e.detail.message}`));
+  signaling.addEventListener("processor-disabled", (e) => {
+    const d = e.detail;
+    if (d.rendition === stats.rendition) showError(`Filter ${d.pipeline}: ${d.stage} disabled after errors: ${d.message}`);
+  });
   signaling.addEventListener("close", () => {
     stopWatching("disconnected; reconnecting");
     setTimeout(connect, 2000);
@@ -183,10 +378,13 @@ async function connect() {
 }
 
 $("room-name").textContent = room;
+$("filter-form").addEventListener("submit", (e) => e.preventDefault());
 if (room) {
-  connect();
+  // The picker is filled first: a ?pipeline= link is honoured by the first subscribe.
+  loadPipelines().finally(connect);
   setInterval(() => sample().catch((err) => console.warn("getStats failed", err)), 1000);
   setInterval(() => sampleIngest().catch((err) => console.warn("ingest stats failed", err)), 2000);
+  setInterval(() => sampleRendition().catch((err) => console.warn("rendition stats failed", err)), 1000);
 } else {
   setState("error");
   showError("No room given: open watch.html?room=NAME");

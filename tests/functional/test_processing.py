@@ -227,6 +227,9 @@ async def test_a_viewer_switches_pipeline_without_renegotiating(gateway: Running
             body = await response.json()
         assert body["mids"] and next(iter(body["receiving"].values()))["pipeline"] == "gray"
         await wait_for(lambda: grey(viewer.received), timeout=10)
+        async with gateway.http.get(f"{gateway.base}/api/sessions/{session}") as response:
+            (receiving,) = (await response.json())["receiving"].values()
+        assert receiving["pipeline"] == "gray" and receiving["codec"] == "VP8"
         async with gateway.http.put(url, json={"pipeline": None}) as response:
             assert response.status == 200
         await wait_for(lambda: colourful(viewer.received), timeout=10)
@@ -249,6 +252,9 @@ async def test_websocket_subscribe_through_a_pipeline_and_switch(gateway: Runnin
     client = await WsClient.connect(gateway.http, gateway.base)
     pc, session, received, tasks = await ws_subscribe(client, "cam", pipeline="gray")
     try:
+        answer = next(e for e in client.events if e["type"] == "answer")
+        (video,) = [r for r in answer["receiving"].values() if r["pipeline"] == "gray"]
+        assert video["rendition"] == gateway.registry.renditions.live[0].id
         await wait_for(lambda: grey(received), timeout=20)
         await client.request({"type": "pipeline", "session": session, "pipeline": None})
         reply = await client.next("pipeline-switched", "error")
