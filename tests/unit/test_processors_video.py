@@ -9,9 +9,11 @@ import av
 import numpy as np
 import pytest
 
+import processors.blur as blur_module
 from processors.base import FrameContext, ParamError, Processor, VideoProcessor, YuvPlanes
 from processors.blur import Blur
 from processors.edges import Edges
+from processors.filters import box_blur
 from processors.grayscale import Grayscale
 from processors.overlay import Overlay, Timestamp
 from processors.pixelate import Pixelate
@@ -80,10 +82,137 @@ def test_blur_smooths_a_step_edge_and_keeps_the_mean() -> None:
     assert out.y.shape == image.y.shape and out.u.shape == image.u.shape
 
 
-def test_blur_leaves_a_uniform_image_uniform() -> None:
-    image = YuvPlanes.filled(33, 17, y=77, u=90, v=160)
-    out = run(Blur(radius=5), image)
+@pytest.mark.parametrize("size", [(33, 17), (161, 91), (1280, 720)], ids=str)
+@pytest.mark.parametrize(("radius", "passes"), [(5, 2), (1, 1), (64, 3)])
+def test_blur_leaves_a_uniform_image_uniform(
+    size: tuple[int, int], radius: int, passes: int
+) -> None:
+    # 33x17 takes the numpy fallback (under 64x32), the others FFmpeg's gblur.
+    image = YuvPlanes.filled(*size, y=77, u=90, v=160)
+    out = run(Blur(radius=radius, passes=passes), image)
     assert (out.y == 77).all() and (out.u == 90).all() and (out.v == 160).all()
+
+
+def wide_step_edge(width: int = 256, height: int = 64) -> YuvPlanes:
+    """Black left half, white right half (limited range), grey chroma."""
+    image = YuvPlanes.filled(width, height, y=16)
+    y = image.y.copy()
+    y[:, width // 2 :] = 235
+    return YuvPlanes(y, image.u, image.v)
+
+
+def ramp_width(row: np.ndarray, low: int = 16, high: int = 235) -> int:
+    """Pixels strictly between 10% and 90% of the way from ``low`` to ``high``."""
+    row = row.astype(float)
+    return int(
+        np.count_nonzero((row > low + 0.1 * (high - low)) & (row < high - 0.1 * (high - low)))
+    )
+
+
+def test_blur_edge_ramp_is_about_the_radius_wide_in_full_resolution_pixels() -> None:
+    widths = []
+    for radius in (2, 4, 8, 16, 32):
+        row = run(Blur(radius=radius), wide_step_edge()).y[32]
+        assert (np.diff(row.astype(int)) >= 0).all()  # gradual, no ringing
+        width = ramp_width(row)
+        # A gaussian's 10-90% rise is 2.56 sigma; sigma(radius, 2 passes) ~ 0.8 * radius.
+        assert 1.5 * radius <= width <= 2.5 * radius + 2, (radius, width)
+        widths.append(width)
+    assert widths == sorted(set(widths))  # strictly wider with the radius
+
+
+def test_blur_more_passes_spread_wider_like_more_box_passes() -> None:
+    widths = [ramp_width(run(Blur(radius=8, passes=p), wide_step_edge()).y[32]) for p in (1, 2, 3)]
+    assert widths[0] < widths[1] < widths[2]
+
+
+def test_blur_has_the_spread_of_the_box_blur_it_replaces() -> None:
+    image = wide_step_edge()
+    for radius in (4, 16):
+        ours = run(Blur(radius=radius, passes=2), image).y[32].astype(int)
+        box = box_blur(image.y, radius, 2)[32].astype(int)
+        assert np.abs(ours - box).max() <= 12, radius
+
+
+def test_blur_replicates_the_edges() -> None:
+    """Blurring equals blurring the picture extended by copies of its edge pixels, then
+    cropping: a bright object touching the border stays as bright as it would beyond it."""
+    rng = np.random.default_rng(3)
+    image = YuvPlanes(
+        rng.integers(16, 236, (96, 160), dtype=np.uint8),
+        rng.integers(16, 241, (48, 80), dtype=np.uint8),
+        rng.integers(16, 241, (48, 80), dtype=np.uint8),
+    )
+    pad = 64
+    extended = YuvPlanes(
+        np.pad(image.y, pad, mode="edge"),
+        np.pad(image.u, pad // 2, mode="edge"),
+        np.pad(image.v, pad // 2, mode="edge"),
+    )
+    for radius in (4, 16, 32):
+        out = run(Blur(radius=radius), image)
+        reference = run(Blur(radius=radius), extended)
+        c = pad // 2
+        for got, want in (
+            (out.y, reference.y[pad:-pad, pad:-pad]),
+            (out.u, reference.u[c:-c, c:-c]),
+            (out.v, reference.v[c:-c, c:-c]),
+        ):
+            assert np.abs(got.astype(int) - want).max() <= 2, radius
+
+
+def test_blur_blurs_chroma_with_the_same_extent() -> None:
+    image = YuvPlanes.filled(256, 64, y=100, u=60, v=200)
+    u = image.u.copy()
+    u[:, 64:] = 200
+    v = image.v.copy()
+    v[:, 64:] = 60
+    out = run(Blur(radius=8), YuvPlanes(image.y, u, v))
+    assert (out.y == 100).all()
+    u_row, v_row = out.u[16].astype(int), out.v[16].astype(int)
+    assert (np.diff(u_row) >= 0).all() and (np.diff(v_row) <= 0).all()
+    # Half-resolution planes: the ramp is about half as many chroma pixels as luma pixels.
+    luma_width = ramp_width(run(Blur(radius=8), wide_step_edge()).y[32])
+    assert abs(2 * ramp_width(u_row, 60, 200) - luma_width) <= 4
+    assert abs(2 * ramp_width(v_row[::-1], 60, 200) - luma_width) <= 4
+
+
+def test_blur_keeps_shape_dtype_and_mean_and_is_deterministic() -> None:
+    image = colourful(161, 91)
+    blur = Blur()
+    first = run(blur, image)
+    second = run(blur, image)
+    first.check()
+    for got, again, source in zip(
+        (first.y, first.u, first.v),
+        (second.y, second.u, second.v),
+        (image.y, image.u, image.v),
+        strict=True,
+    ):
+        assert got.dtype == np.uint8 and got.shape == source.shape
+        assert np.array_equal(got, again)
+        assert got.std() < source.std() / 3  # noise is smoothed away
+        assert abs(got.mean() - source.mean()) < 0.5  # rounded, not truncated: no darkening
+
+
+def test_blur_follows_parameter_and_frame_size_changes() -> None:
+    blur = Blur(radius=2)
+    narrow = ramp_width(run(blur, wide_step_edge()).y[32])
+    blur.update(radius=16)
+    wide = ramp_width(run(blur, wide_step_edge()).y[32])
+    assert wide > 4 * narrow
+    assert run(blur, wide_step_edge(320, 96)).y.shape == (96, 320)
+    assert ramp_width(run(blur, wide_step_edge()).y[32]) == wide
+
+
+def test_blur_without_gblur_falls_back_to_the_numpy_box_blur(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(blur_module, "GBLUR_AVAILABLE", False)
+    image = wide_step_edge()
+    out = run(Blur(radius=4, passes=2), image)
+    assert np.array_equal(out.y, box_blur(image.y, 4, 2))
+    assert (out.u == 128).all()
 
 
 def test_edges_detect_a_vertical_edge() -> None:
