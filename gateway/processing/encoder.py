@@ -13,6 +13,15 @@ ENCODERS = {"VP8": "libvpx", "H264": "libx264", "opus": "libopus"}
 VIDEO_TIME_BASE = Fraction(1, 90000)
 OPUS_RATE = 48000
 OPUS_FRAME = 960  # 20 ms, what WebRTC clients send and expect
+REFERENCE_AREA = 1280 * 720
+MIN_VIDEO_BITRATE = 150_000
+
+
+def scaled_bitrate(bitrate: int, width: int, height: int) -> int:
+    """``bitrate`` is for 1280x720 and larger; a smaller picture (a ``resize`` stage, a small
+    camera) gets a share in proportion to its area, so it is not sent with bits it cannot use."""
+    share = min(1.0, width * height / REFERENCE_AREA)
+    return max(MIN_VIDEO_BITRATE, min(bitrate, int(bitrate * share)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +34,8 @@ class EncodedPacket:
 class VideoEncoder:
     """One libvpx or libx264 context tuned for real time; reopened when the size changes.
 
-    Rate control is constant bitrate at ``bitrate`` bps with no lookahead, so a frame is
+    Rate control is constant bitrate (``bitrate`` bps at 720p and above, scaled down with the
+    picture's area below that: ``scaled_bitrate``) with no lookahead, so a frame is
     out as soon as it is in (the latency budget is a frame, not a GOP). Keyframes come
     when asked (a viewer joined or lost packets) and at least every ``gop`` frames.
     """
@@ -50,10 +60,11 @@ class VideoEncoder:
         context.pix_fmt = "yuv420p"
         context.time_base = VIDEO_TIME_BASE
         context.framerate = Fraction(30, 1)
-        context.bit_rate = self.bitrate
+        bitrate = scaled_bitrate(self.bitrate, width, height)
+        context.bit_rate = bitrate
         context.gop_size = self.gop
         context.thread_count = self.threads
-        rate = str(self.bitrate)
+        rate = str(bitrate)
         if self.codec == "VP8":
             context.qmin = 2
             context.qmax = 56

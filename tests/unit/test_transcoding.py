@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gateway.processing.decoder import DecodeError, Decoder
-from gateway.processing.encoder import AudioEncoder, VideoEncoder
+from gateway.processing.encoder import AudioEncoder, VideoEncoder, scaled_bitrate
 from gateway.processing.renditions import Renditions
 from tests.support.media import mean_chroma, numbered_frame, read_frame_number
 
@@ -92,3 +92,16 @@ def test_codec_for_prefers_the_tracks_own(
     kind: str, source: str, offered: list[str], expected: str | None
 ) -> None:
     assert Renditions.codec_for(kind, source, offered) == expected
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [
+        ((1280, 720), 1_500_000),
+        ((1920, 1080), 1_500_000),
+        ((640, 360), 375_000),
+        ((160, 96), 150_000),
+    ],
+)
+def test_bitrate_scales_down_with_the_picture(size: tuple[int, int], expected: int) -> None:
+    assert scaled_bitrate(1_500_000, *size) == expected
