@@ -72,6 +72,7 @@ class Timer:
 
     def __init__(self) -> None:
         self.count = 0
+        self.total_ms = 0.0  # since the start: rates over any interval, beyond the window
         self.last_ms = 0.0
         self.avg_ms = 0.0
         self._window: deque[float] = deque(maxlen=TIMING_WINDOW)
@@ -83,6 +84,7 @@ class Timer:
                 ms if self.count == 0 else self.avg_ms + self.EWMA_WEIGHT * (ms - self.avg_ms)
             )
             self.count += 1
+            self.total_ms += ms
             self.last_ms = ms
             self._window.append(ms)
 
@@ -90,9 +92,16 @@ class Timer:
         # Called from another thread (stats): copy under the lock, compute outside it.
         with self._lock:
             window = list(self._window)
-            count, last, avg = self.count, self.last_ms, self.avg_ms
+            count, total, last, avg = self.count, self.total_ms, self.last_ms, self.avg_ms
         p50, p95 = (float(v) for v in np.percentile(window, [50, 95])) if window else (0.0, 0.0)
-        return {"count": count, "last_ms": last, "avg_ms": avg, "p50_ms": p50, "p95_ms": p95}
+        return {
+            "count": count,
+            "total_ms": total,
+            "last_ms": last,
+            "avg_ms": avg,
+            "p50_ms": p50,
+            "p95_ms": p95,
+        }
 
 
 class Stage:

@@ -169,6 +169,7 @@ def test_stage_and_conversion_timings_are_recorded() -> None:
     for stage in snapshot["stages"]:
         assert stage["timing"]["count"] == 3 and stage["timing"]["last_ms"] == 1000.0
         assert stage["timing"]["p95_ms"] == 1000.0 and stage["calls"] == 3
+        assert stage["timing"]["p50_ms"] == 1000.0 and stage["timing"]["total_ms"] == 3000.0
     assert snapshot["conversion"]["last_ms"] == 2000.0  # in and out
     assert snapshot["total"]["count"] == 3
     assert snapshot["frames_in"] == snapshot["frames_out"] == 3
