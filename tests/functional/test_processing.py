@@ -11,7 +11,14 @@ import pytest
 from gateway.config import Config
 from tests.conftest import RunningGateway, loopback_config
 from tests.support.media import NumberedVideoTrack, ToneTrack, mean_chroma
-from tests.support.peers import Received, Viewer, wait_for, whep_watch, whip_publish
+from tests.support.peers import (
+    Received,
+    Viewer,
+    new_peer,
+    wait_for,
+    whep_watch,
+    whip_publish,
+)
 from tests.support.room_client import Participant
 from tests.support.signaling import WsClient, ws_subscribe
 
@@ -387,3 +394,50 @@ async def test_viewer_keyframe_requests_go_to_the_rendition_encoder_not_upstream
         assert rendition["keyframe_requests"]["upstream"] <= 2
     finally:
         await close_all(gateway, first, *late, publisher)
+
+
+async def test_a_viewer_vanishing_mid_handshake_leaves_no_rendition(
+    gateway: RunningGateway,
+) -> None:
+    gateway.config.ice.connect_timeout_s = 1.0
+    publisher = await whip_publish(gateway.http, gateway.base, "cam", [NumberedVideoTrack()])
+    try:
+        pc = new_peer()
+        pc.addTransceiver("video", direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        async with gateway.http.post(
+            f"{gateway.base}/whep/cam?pipeline=gray",
+            data=pc.localDescription.sdp,
+            headers={"Content-Type": "application/sdp"},
+        ) as response:
+            assert response.status == 201
+        # The client goes away without applying the answer: ICE never connects.
+        await pc.close()
+        assert len(gateway.registry.renditions.live) == 1
+        await wait_for(lambda: not gateway.registry.renditions.live, timeout=10)
+        await wait_for(
+            lambda: not any(t.name.startswith("rendition-") for t in threading.enumerate()),
+            timeout=5,
+        )
+        # The track itself is untouched: a passthrough viewer still gets it.
+        viewer = await whep_watch(gateway.http, gateway.base, "cam", ("video",))
+        await wait_for(lambda: len(viewer.received.numbers) >= 10, timeout=20)
+        await viewer.close(gateway.http, gateway.base)
+    finally:
+        await close_all(gateway, publisher)
+
+
+async def test_the_publisher_leaving_ends_its_renditions_and_their_viewers(
+    gateway: RunningGateway,
+) -> None:
+    publisher = await whip_publish(gateway.http, gateway.base, "cam", [NumberedVideoTrack()])
+    viewer = await whep_watch(gateway.http, gateway.base, "cam", ("video",), pipeline="edges")
+    try:
+        await wait_for(lambda: len(viewer.received.sizes) > 0, timeout=20)
+        session = gateway.registry.sessions[viewer.location.rsplit("/", 1)[1]]
+        await publisher.close(gateway.http, gateway.base)
+        await wait_for(lambda: not gateway.registry.renditions.live, timeout=5)
+        await wait_for(lambda: session.closed, timeout=5)
+        assert session.close_reason == "publisher-left"
+    finally:
+        await viewer.close()
