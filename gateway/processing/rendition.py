@@ -1,4 +1,4 @@
-"""One (track, pipeline, codec): decoded once, processed once, encoded once, fanned out."""
+"""One (track, pipeline): decoded once and processed once, in its own worker thread."""
 
 from __future__ import annotations
 
@@ -11,20 +11,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import av
-from aiortc.clock import current_ntp_time
 
 from processors.base import FrameContext
 from processors.pipeline import Pipeline, PipelineEvent, Timer
 
-from ..media import tap
-from ..media.forwarder import Forwarder
 from ..media.frames import OutgoingFrame
-from ..media.keyframes import KeyframeRequester
 from ..media.publisher import Publisher
-from ..media.subscriber import Subscriber
 from .decoder import DecodeError, Decoder
-from .encoder import AudioEncoder, VideoEncoder, make_encoder
+from .encoder import make_encoder
 from .mailbox import Mailbox
+from .output import RenditionOutput
 
 logger = logging.getLogger(__name__)
 
@@ -57,17 +53,16 @@ _GAP = _Gap()
 
 
 class Rendition:
-    """A published track as one pipeline's output, ready for any number of viewers.
+    """A published track through one pipeline, for any number of viewers in any codec.
 
     It is a frame sink of the track's Publisher: ``push`` only hands the encoded frame
     to the rendition's worker thread. The worker decodes every frame (cheap, and a
-    decoder cannot skip references) but runs the pipeline and the encoder on the
+    decoder cannot skip references) but runs the pipeline and the encoders on the
     newest decoded video frame only: when processing is slower than the frame rate,
     older frames are dropped and counted, so latency never builds up. Audio frames
-    are all processed, in order. Encoded frames come back to the event loop and go
-    out through the rendition's own Forwarder, to Subscribers exactly like the
-    passthrough path's; their PLIs ask this rendition's encoder for a keyframe
-    (coalesced), never the publisher. The last subscriber leaving closes it.
+    are all processed, in order. Each codec its viewers negotiated is one
+    RenditionOutput (an encoder and its viewers): the frame is processed once and
+    encoded once per codec. The last output closing closes the rendition.
     """
 
     def __init__(
@@ -75,7 +70,6 @@ class Rendition:
         source: Publisher,
         pipeline_name: str,
         pipeline: Pipeline,
-        codec: str,
         settings: RenditionSettings,
         room: str,
         on_close: Callable[[Rendition], None],
@@ -84,30 +78,16 @@ class Rendition:
             raise ValueError(f"a {pipeline.kind} pipeline cannot process a {source.kind} track")
         self.source = source
         self.kind = source.kind
-        self.codec = codec
         self.pipeline_name = pipeline_name
         self.pipeline = pipeline
         self.room = room
-        self.id = f"{source.id}.{pipeline_name}.{codec.lower()}"
+        self.id = f"{source.id}.{pipeline_name}"
         self._settings = settings
         self._on_close = on_close
         self._loop = asyncio.get_running_loop()
-        self.forwarder = Forwarder()
-        self.keyframes = KeyframeRequester(
-            settings.keyframe_request_interval_s, self._want_keyframe
-        )
-        self._keyframe_wanted = True  # the first output frame is a keyframe
-        self._packetize = tap.packetizer(codec)
+        self._outputs: dict[str, RenditionOutput] = {}
         self._mailbox: Mailbox[_Arrival | _Gap] = Mailbox(settings.queue_frames)
         self._decoder = Decoder(source.codec)
-        bitrate = settings.audio_bitrate if self.kind == "audio" else settings.video_bitrate
-        self._encoder: VideoEncoder | AudioEncoder = make_encoder(
-            self.kind,
-            codec,
-            bitrate,
-            settings.encoder_threads,
-            settings.keyframe_interval_frames,
-        )
         self.closed = False
         self.created_at = time.monotonic()
         self.events: list[PipelineEvent] = []
@@ -115,60 +95,60 @@ class Rendition:
         pipeline.on_event = self._pipeline_event
         # Worker-side counters (written by the worker only, read by stats).
         self.decode_timer = Timer()
-        self.encode_timer = Timer()
+        self.encode_timer = Timer()  # all of a frame's encodes (one per output)
         self.frames_decoded = 0
         self.frames_processed = 0
-        self.frames_encoded = 0
-        self.keyframes_encoded = 0
         self.dropped_latest = 0  # decoded video frames replaced by a newer one
         self.dropped_by_pipeline = 0
         self.skipped_until_keyframe = 0
         self.decode_errors = 0
-        self.encode_errors = 0
         # Loop-side counters.
-        self.latency = Timer()  # frame in (push) to packets out (forward), ms
+        self.latency = Timer()  # frame in (push) to packets out (forward), every output, ms
         self.frames_in = 0
-        self.frames_out = 0
-        self.bytes_out = 0
         self.upstream_keyframe_requests = 0
-        self._retired = {"frames": 0, "bytes": 0, "drops": 0}
-        self._idle_timer: asyncio.TimerHandle | None = None
         self._thread = threading.Thread(target=self._work, name=f"rendition-{self.id}", daemon=True)
         self._thread.start()
         source.forwarder.add_sink(self)
         source.on_close(self.close)
         if self.kind == "video":
             self._request_upstream_keyframe()  # the decoder starts at one
-        # Created for a subscriber that may still fail to negotiate: do not outlive it.
-        self._idle_timer = self._loop.call_later(5.0, self._close_if_idle)
 
-    # -- the viewer side (on the loop), the same shape as a Publisher's ------------------
+    # -- outputs (on the loop) ------------------------------------------------------------
 
-    def subscribe(self, max_backlog: int) -> Subscriber:
-        subscriber = Subscriber(
-            self.kind, max_backlog, self.keyframes.request, on_stop=self._retire
-        )
-        subscriber.source = self
-        self.forwarder.add(subscriber)
-        return subscriber
+    def output(self, codec: str) -> RenditionOutput:
+        """The output encoding this rendition in ``codec``, created on first use (its
+        viewer subscribes at once; an output without viewers closes itself)."""
+        output = self._outputs.get(codec)
+        if output is None or output.closed:
+            settings = self._settings
+            bitrate = settings.audio_bitrate if self.kind == "audio" else settings.video_bitrate
+            encoder = make_encoder(
+                self.kind,
+                codec,
+                bitrate,
+                settings.encoder_threads,
+                settings.keyframe_interval_frames,
+            )
+            output = RenditionOutput(
+                self,
+                codec,
+                encoder,
+                settings.keyframe_request_interval_s,
+                self._loop,
+                self._output_closed,
+            )
+            self._outputs[codec] = output
+        return output
 
-    def _retire(self, subscriber: Subscriber) -> None:
-        self.forwarder.remove(subscriber)
-        self._retired["frames"] += subscriber.frames_sent
-        self._retired["bytes"] += subscriber.bytes_sent
-        self._retired["drops"] += subscriber.dropped_backlog
-        if not self.forwarder.subscribers:
+    @property
+    def outputs(self) -> list[RenditionOutput]:
+        return list(self._outputs.values())
+
+    def _output_closed(self, output: RenditionOutput) -> None:
+        if self._outputs.get(output.codec) is output:
+            del self._outputs[output.codec]
+        if not self._outputs:
             self.close()
-
-    def _close_if_idle(self) -> None:
-        self._idle_timer = None
-        if not self.forwarder.subscribers:
-            self.close()
-
-    def _want_keyframe(self) -> bool:
-        # Read by the worker before its next encode; a plain bool is safe to share.
-        self._keyframe_wanted = True
-        return True
 
     # -- the frame-sink side (on the loop) -----------------------------------------------
 
@@ -208,7 +188,7 @@ class Rendition:
                 if waiting_for_keyframe:
                     if not item.frame.keyframe:
                         self.skipped_until_keyframe += 1
-                        self._post(self._request_upstream_keyframe)
+                        self.post(self._request_upstream_keyframe)
                         continue
                     waiting_for_keyframe = False
                 decoded = self._decode(item)
@@ -216,7 +196,7 @@ class Rendition:
                     waiting_for_keyframe = self.kind == "video"
                     if waiting_for_keyframe:
                         self._decoder.reset()
-                        self._post(self._request_upstream_keyframe)
+                        self.post(self._request_upstream_keyframe)
                     continue
                 for frame in decoded:
                     if self.kind == "audio":
@@ -228,7 +208,7 @@ class Rendition:
             if newest is not None:
                 self._process(*newest)
 
-    def _post(self, callback: Callable[..., None], *args: Any) -> None:
+    def post(self, callback: Callable[..., None], *args: Any) -> None:
         """Run ``callback`` on the event loop (from the worker)."""
         try:
             self._loop.call_soon_threadsafe(callback, *args)
@@ -263,46 +243,16 @@ class Rendition:
         if output is None:
             self.dropped_by_pipeline += 1
             return
-        keyframe = self._keyframe_wanted
-        self._keyframe_wanted = False
         started = time.perf_counter()
-        try:
-            packets = self._encoder.encode(output, item.frame.timestamp, keyframe)
-        except (av.FFmpegError, ValueError) as error:
-            self.encode_errors += 1
-            self._keyframe_wanted = True
-            if self.encode_errors == 1 or self.encode_errors % 100 == 0:
-                logger.warning("rendition %s: encoding failed: %s", self.id, error)
-            return
+        # An output added or closed by the loop meanwhile is seen from the next frame.
+        for encoder in list(self._outputs.values()):
+            if not encoder.closed:
+                encoder.encode(output, item.frame.timestamp, item.perf)
         self.encode_timer.add((time.perf_counter() - started) * 1000.0)
-        for packet in packets:
-            self.frames_encoded += 1
-            self.keyframes_encoded += packet.keyframe and self.kind == "video"
-            outgoing = OutgoingFrame(
-                data=packet.data,
-                payloads=self._packetize(packet.data),
-                timestamp=item.frame.timestamp + packet.offset,
-                keyframe=packet.keyframe,
-                size=len(packet.data),
-                ntp_time=current_ntp_time(),
-            )
-            self._post(self._forward, outgoing, item.perf)
-
-    # -- back on the loop -----------------------------------------------------------------
-
-    def _forward(self, frame: OutgoingFrame, arrived: float) -> None:
-        if self.closed:
-            return
-        if frame.keyframe and self.kind == "video":
-            self.keyframes.keyframe_arrived()
-        self.forwarder.forward(frame)
-        self.frames_out += 1
-        self.bytes_out += frame.size
-        self.latency.add((time.perf_counter() - arrived) * 1000.0)
 
     def _pipeline_event(self, event: PipelineEvent) -> None:
         # From the worker thread: report on the loop.
-        self._post(self._report, event)
+        self.post(self._report, event)
 
     def _report(self, event: PipelineEvent) -> None:
         self.events.append(event)
@@ -314,14 +264,10 @@ class Rendition:
         if self.closed:
             return
         self.closed = True
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
-        self.keyframes.close()
         self._mailbox.close()  # the worker finishes its current frame and exits
         self.source.forwarder.remove_sink(self)
-        for subscriber in self.forwarder.subscribers:
-            subscriber.stop()
+        for output in self.outputs:
+            output.close()
         self._on_close(self)
 
     # -- reporting ------------------------------------------------------------------------
@@ -332,47 +278,50 @@ class Rendition:
             "track": self.source.id,
             "kind": self.kind,
             "pipeline": self.pipeline_name,
-            "codec": self.codec,
+            "codecs": [o.codec for o in self.outputs],
         }
 
     def stats(self) -> dict[str, Any]:
-        subscribers = self.forwarder.subscribers
+        outputs = self.outputs
+        first = outputs[0] if outputs else None
         elapsed = max(time.monotonic() - self.created_at, 1e-6)
-        size = self._encoder.size
+        encoded = [o.stats() for o in outputs]
         return {
             **self.describe(),
+            # The first output's codec and picture (usually the only ones; see "outputs").
+            "codec": first.codec if first else None,
+            "resolution": list(first.resolution) if first and first.resolution else None,
             "room": self.room,
-            "subscribers": len(subscribers),
+            "subscribers": sum(o["subscribers"] for o in encoded),
             "frames_in": self.frames_in,
             "frames_decoded": self.frames_decoded,
             "frames_processed": self.frames_processed,
-            "frames_encoded": self.frames_encoded,
-            "keyframes_encoded": self.keyframes_encoded,
-            "frames_out": self.frames_out,
-            "bitrate_out_bps": int(self.bytes_out * 8 / elapsed),
-            "resolution": list(size) if size else None,
-            # One decoder and one encoder per rendition, whatever its viewer count; a
-            # decoder reopens after lost frames, an encoder when the picture size changes.
+            "frames_encoded": sum(o["frames_encoded"] for o in encoded),
+            "keyframes_encoded": sum(o["keyframes_encoded"] for o in encoded),
+            "frames_out": sum(o["frames_out"] for o in encoded),
+            "frames_sent": sum(o["frames_sent"] for o in encoded),
+            "bitrate_out_bps": int(sum(o.bytes_out for o in outputs) * 8 / elapsed),
+            # One decoder per rendition and one encoder per codec its viewers use, whatever
+            # their number; a decoder reopens after lost frames, an encoder when the
+            # picture size changes.
             "decoders": 1,
-            "encoders": 1,
+            "encoders": len(outputs),
             "decoder_opens": self._decoder.opens,
-            "encoder_opens": self._encoder.opens,
+            "encoder_opens": sum(o["encoder_opens"] for o in encoded),
             "drops": {
                 "latest_wins": self.dropped_latest,
                 "queue_overflow": self._mailbox.discarded,
                 "by_pipeline": self.dropped_by_pipeline,
                 "until_keyframe": self.skipped_until_keyframe,
                 "decode_errors": self.decode_errors,
-                "encode_errors": self.encode_errors,
-                "viewer_backlog": self._retired["drops"]
-                + sum(s.dropped_backlog for s in subscribers),
+                "encode_errors": sum(o["encode_errors"] for o in encoded),
+                "viewer_backlog": sum(o["viewer_backlog_drops"] for o in encoded),
             },
-            "frames_sent": self._retired["frames"] + sum(s.frames_sent for s in subscribers),
-            # Viewers' PLIs become keyframes of this encoder (at most one per interval);
-            # only the decoder's own need reaches the publisher.
+            # Viewers' PLIs become keyframes of their output's encoder (at most one per
+            # interval); only the decoder's own need reaches the publisher.
             "keyframe_requests": {
-                "encoder": self.keyframes.sent,
-                "coalesced": self.keyframes.coalesced,
+                "encoder": sum(o["keyframe_requests"]["encoder"] for o in encoded),
+                "coalesced": sum(o["keyframe_requests"]["coalesced"] for o in encoded),
                 "upstream": self.upstream_keyframe_requests,
             },
             "timing": {
@@ -381,6 +330,7 @@ class Rendition:
                 "encode": self.encode_timer.snapshot(),
                 "latency": self.latency.snapshot(),
             },
+            "outputs": encoded,
             "pipeline_stats": self.pipeline.snapshot(),
             "events": [
                 {"kind": e.kind, "stage": e.stage, "message": e.message} for e in self.events

@@ -1,4 +1,5 @@
-"""The gateway's named pipelines and live renditions: one per distinct (track, pipeline, codec)."""
+"""The gateway's named pipelines and live renditions: one per (track, pipeline), with an
+encoder per codec its viewers take."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from ..config import Config
 from ..errors import GatewayError, bad_request, not_found
 from ..media.publisher import Publisher
 from .encoder import ENCODERS
+from .output import RenditionOutput
 from .rendition import Rendition, RenditionSettings
 
 logger = logging.getLogger(__name__)
@@ -82,9 +84,10 @@ class Renditions:
 
     # -- live renditions ------------------------------------------------------------------
 
-    def acquire(self, source: Publisher, pipeline: str, codec: str, room: str) -> Rendition:
-        """The live rendition of (source, pipeline, codec), created if needed. The caller
-        subscribes to it at once (a rendition without viewers closes itself)."""
+    def acquire(self, source: Publisher, pipeline: str, codec: str, room: str) -> RenditionOutput:
+        """The output of (source, pipeline) in ``codec``, created if needed: one decode and
+        one pipeline per (source, pipeline), one encoder per codec. The caller subscribes
+        to it at once (an output without viewers closes itself)."""
         kind = self.kind(pipeline)
         if kind != source.kind:
             raise bad_request(
@@ -93,30 +96,36 @@ class Renditions:
             )
         if source.closed:
             raise not_found(f"track {source.id} has ended", "unknown-track")
-        key = f"{source.id}.{pipeline}.{codec.lower()}"
-        rendition = self._live.get(key)
+        rendition = self._live.get(f"{source.id}.{pipeline}")
         if rendition is not None and not rendition.closed:
-            return rendition
-        if len(self._live) >= self._settings.max_renditions:
+            existing = next((o for o in rendition.outputs if o.codec == codec), None)
+            if existing is not None and not existing.closed:
+                return existing
+        # Each encoder is most of a rendition's cost: the limit counts them.
+        if self.encoders >= self._settings.max_renditions:
             raise GatewayError(
                 503,
                 "too-many-renditions",
                 f"the gateway processes at most {self._settings.max_renditions} renditions",
             )
-        rendition = Rendition(
-            source,
-            pipeline,
-            self._build(pipeline),
-            codec,
-            self._rendition_settings,
-            room,
-            self._closed,
-        )
-        rendition.on_event = self._event
-        self._live[rendition.id] = rendition
-        self.created += 1
-        logger.info("rendition %s started (room %s)", rendition.id, room)
-        return rendition
+        if rendition is None or rendition.closed:
+            rendition = Rendition(
+                source,
+                pipeline,
+                self._build(pipeline),
+                self._rendition_settings,
+                room,
+                self._closed,
+            )
+            rendition.on_event = self._event
+            self._live[rendition.id] = rendition
+            self.created += 1
+            logger.info("rendition %s started (room %s)", rendition.id, room)
+        return rendition.output(codec)
+
+    @property
+    def encoders(self) -> int:
+        return sum(len(r.outputs) for r in self._live.values())
 
     def _closed(self, rendition: Rendition) -> None:
         if self._live.get(rendition.id) is rendition:
@@ -167,6 +176,7 @@ class Renditions:
     def stats(self) -> dict[str, Any]:
         return {
             "live": len(self._live),
+            "encoders": self.encoders,
             "created": self.created,
             "renditions": [r.stats() for r in self._live.values()],
         }

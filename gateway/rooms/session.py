@@ -30,7 +30,7 @@ from ..media.ingest import IngestControl
 from ..media.publisher import Publisher
 from ..media.sender_slot import SenderSlot
 from ..media.subscriber import Subscriber
-from ..processing.rendition import Rendition
+from ..processing.output import RenditionOutput
 from ..processing.renditions import Renditions
 from ..signaling import ice, sdp
 from .chat import RateLimit
@@ -281,7 +281,7 @@ class Session:
 
     def _source(
         self, m: MediaDescription, track: Publisher | None, pipeline: str | None
-    ) -> Publisher | Rendition | None:
+    ) -> Publisher | RenditionOutput | None:
         """What an m-line receives: the track itself, or its rendition through ``pipeline``
         in the codec the m-line takes (shared with every viewer asking the same)."""
         if track is None or not pipeline or self._renditions is None:
@@ -290,7 +290,7 @@ class Session:
         assert codec is not None  # checked by _check
         current = self.slots.get(m.rtp.muxId)
         source = current.subscriber.source if current and current.subscriber else None
-        if isinstance(source, Rendition) and not source.closed:
+        if isinstance(source, RenditionOutput) and not source.closed:
             if (source.source, source.pipeline_name) == (track, pipeline):
                 return source  # keep the codec already negotiated on this m-line
         return self._renditions.acquire(track, pipeline, codec, self.room.name)
@@ -300,7 +300,7 @@ class Session:
         m: MediaDescription,
         source: str,
         publishing: bool,
-        wanted: Publisher | Rendition | None,
+        wanted: Publisher | RenditionOutput | None,
     ) -> None:
         """A new m-line: a transceiver created now is the one aiortc pairs with it."""
         if publishing:
@@ -326,7 +326,10 @@ class Session:
             self.pc.addTransceiver(m.kind, direction="inactive")
 
     def _receive(
-        self, transceiver: RTCRtpTransceiver, kind: str, wanted: Publisher | Rendition | None
+        self,
+        transceiver: RTCRtpTransceiver,
+        kind: str,
+        wanted: Publisher | RenditionOutput | None,
     ) -> None:
         """Point a negotiated transceiver's sending side at ``wanted`` (or at nothing)."""
         mid = transceiver.mid
@@ -346,7 +349,7 @@ class Session:
         self,
         slot: SenderSlot,
         transceiver: RTCRtpTransceiver,
-        wanted: Publisher | Rendition | None,
+        wanted: Publisher | RenditionOutput | None,
     ) -> None:
         current = slot.subscriber
         if wanted is None:
@@ -413,9 +416,9 @@ class Session:
         for key in chosen:
             slot = self.slots[key]
             current = slot.subscriber.source if slot.subscriber is not None else None
-            if not isinstance(current, Publisher | Rendition):
+            if not isinstance(current, Publisher | RenditionOutput):
                 continue
-            track = current.source if isinstance(current, Rendition) else current
+            track = current.source if isinstance(current, RenditionOutput) else current
             if kind is not None and track.kind != kind:
                 if mid is not None:
                     raise bad_request(
@@ -423,7 +426,7 @@ class Session:
                         "wrong-kind",
                     )
                 continue
-            target: Publisher | Rendition
+            target: Publisher | RenditionOutput
             if pipeline is None:
                 if track.codec != current.codec:
                     raise GatewayError(
@@ -456,7 +459,7 @@ class Session:
         out: dict[str, dict[str, Any]] = {}
         for mid, slot in self.slots.items():
             source = slot.subscriber.source if slot.subscriber is not None else None
-            if isinstance(source, Rendition):
+            if isinstance(source, RenditionOutput):
                 out[mid] = {
                     "track": source.source.id,
                     "pipeline": source.pipeline_name,

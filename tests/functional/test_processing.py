@@ -297,22 +297,35 @@ async def test_audio_pipelines_change_the_samples(gateway: RunningGateway) -> No
         await close_all(gateway, plain, quiet, silent, publisher)
 
 
-async def test_an_h264_track_is_processed_into_vp8_for_a_vp8_only_viewer(
+async def test_one_rendition_encodes_once_per_codec_its_viewers_take(
     gateway: RunningGateway,
 ) -> None:
     publisher = await whip_publish(
         gateway.http, gateway.base, "cam", [NumberedVideoTrack()], video_codec="H264"
     )
-    viewer = await whep_watch(
+    h264 = await whep_watch(gateway.http, gateway.base, "cam", ("video",), pipeline="gray")
+    vp8 = await whep_watch(
         gateway.http, gateway.base, "cam", ("video",), pipeline="gray", codec="VP8"
     )
     try:
-        await wait_for(lambda: len(viewer.received.numbers) >= 30 and grey(viewer.received))
+        for viewer in (h264, vp8):
+            await wait_for(
+                lambda v=viewer: len(v.received.numbers) >= 30 and grey(v.received), timeout=20
+            )
+            in_order(viewer.received.numbers)
         (rendition,) = await renditions(gateway)
-        assert rendition["codec"] == "VP8"
-        in_order(viewer.received.numbers)
+        # One decode and one pipeline run per frame; one encode per codec.
+        assert rendition["decoders"] == 1 and rendition["encoders"] == 2
+        assert {o["codec"] for o in rendition["outputs"]} == {"H264", "VP8"}
+        assert all(o["subscribers"] == 1 for o in rendition["outputs"])
+        assert rendition["frames_processed"] <= rendition["frames_decoded"]
+        assert rendition["frames_encoded"] <= 2 * rendition["frames_processed"]
+        await vp8.close(gateway.http, gateway.base)
+        await wait_for(lambda: gateway.registry.renditions.encoders == 1, timeout=5)
+        (rendition,) = await renditions(gateway)
+        assert rendition["codecs"] == ["H264"]
     finally:
-        await close_all(gateway, viewer, publisher)
+        await close_all(gateway, h264, publisher)
 
 
 async def test_unknown_pipeline_is_refused_at_subscribe(gateway: RunningGateway) -> None:
