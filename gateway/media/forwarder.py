@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Protocol
 
 from .frames import OutgoingFrame
@@ -26,12 +27,45 @@ class Forwarder:
     heavy work to its own thread through a bounded queue).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_empty: Callable[[], None] | None = None) -> None:
         self._subscribers: list[Subscriber] = []
         self._sinks: list[FrameSink] = []
         self.frames = 0
         self.bytes = 0
         self.errors = 0
+        # Called when the last viewer made by ``subscribe`` stops (a rendition then ends).
+        self._on_empty = on_empty
+        # What viewers that have left sent and dropped (live ones are summed on demand).
+        self._retired = {"frames": 0, "bytes": 0, "drops": 0, "skipped": 0}
+
+    def subscribe(
+        self, kind: str, max_backlog: int, request_keyframe: Callable[[], None], source: object
+    ) -> Subscriber:
+        """A new viewer of this forwarder's track; its stop removes it and keeps its totals."""
+        subscriber = Subscriber(kind, max_backlog, request_keyframe, on_stop=self._retire)
+        subscriber.source = source
+        self.add(subscriber)
+        return subscriber
+
+    def _retire(self, subscriber: Subscriber) -> None:
+        self.remove(subscriber)
+        self._retired["frames"] += subscriber.frames_sent
+        self._retired["bytes"] += subscriber.bytes_sent
+        self._retired["drops"] += subscriber.dropped_backlog
+        self._retired["skipped"] += subscriber.skipped_until_keyframe
+        if not self._subscribers and self._on_empty is not None:
+            self._on_empty()
+
+    def totals(self) -> dict[str, int]:
+        """Frames and bytes sent, backlog drops and frames skipped until a keyframe, summed
+        over every viewer this forwarder has had."""
+        live = self._subscribers
+        return {
+            "frames": self._retired["frames"] + sum(s.frames_sent for s in live),
+            "bytes": self._retired["bytes"] + sum(s.bytes_sent for s in live),
+            "drops": self._retired["drops"] + sum(s.dropped_backlog for s in live),
+            "skipped": self._retired["skipped"] + sum(s.skipped_until_keyframe for s in live),
+        }
 
     def add(self, subscriber: Subscriber) -> None:
         self._subscribers.append(subscriber)

@@ -61,8 +61,6 @@ class Publisher:
         self.bytes_in = 0
         self.keyframes_in = 0
         self.gaps = 0
-        # Totals of subscribers that have left (live ones are summed on demand).
-        self._retired = {"frames": 0, "bytes": 0, "drops": 0, "skipped": 0}
         self.resolution: tuple[int, int] | None = None
         self.closed = False
         # Windowed ingest numbers (bitrate, fps, loss, jitter, feedback), set by media/ingest.py.
@@ -115,19 +113,7 @@ class Publisher:
         return (self._ts_cycles << 32) + timestamp - self._first_ts
 
     def subscribe(self, max_backlog: int) -> Subscriber:
-        subscriber = Subscriber(
-            self.kind, max_backlog, self.keyframes.request, on_stop=self._retire
-        )
-        subscriber.source = self
-        self.forwarder.add(subscriber)
-        return subscriber
-
-    def _retire(self, subscriber: Subscriber) -> None:
-        self.forwarder.remove(subscriber)
-        self._retired["frames"] += subscriber.frames_sent
-        self._retired["bytes"] += subscriber.bytes_sent
-        self._retired["drops"] += subscriber.dropped_backlog
-        self._retired["skipped"] += subscriber.skipped_until_keyframe
+        return self.forwarder.subscribe(self.kind, max_backlog, self.keyframes.request, self)
 
     def _send_pli(self) -> bool:
         if self._ssrc is None or self.closed:
@@ -175,6 +161,7 @@ class Publisher:
     def stats(self) -> dict[str, Any]:
         elapsed = max(time.monotonic() - self.started_at, 1e-6)
         subscribers = self.forwarder.subscribers
+        sent = self.forwarder.totals()
         return {
             "id": self.id,
             "kind": self.kind,
@@ -184,12 +171,11 @@ class Publisher:
             "keyframes_received": self.keyframes_in,
             "bitrate_in_bps": int(self.bytes_in * 8 / elapsed),
             "resolution": list(self.resolution) if self.resolution else None,
-            "frames_forwarded": self._retired["frames"] + sum(s.frames_sent for s in subscribers),
-            "bytes_forwarded": self._retired["bytes"] + sum(s.bytes_sent for s in subscribers),
+            "frames_forwarded": sent["frames"],
+            "bytes_forwarded": sent["bytes"],
             "frames_decoded": tap.frames_decoded(self._receiver),
-            "drops": self._retired["drops"] + sum(s.dropped_backlog for s in subscribers),
-            "skipped_until_keyframe": self._retired["skipped"]
-            + sum(s.skipped_until_keyframe for s in subscribers),
+            "drops": sent["drops"],
+            "skipped_until_keyframe": sent["skipped"],
             "upstream_gaps": self.gaps,
             "packets_late": self._assembler.packets_late,
             "keyframe_requests_upstream": self.keyframes.sent,

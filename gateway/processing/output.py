@@ -58,7 +58,7 @@ class RenditionOutput:
         self._loop = loop
         self._on_close = on_close
         self._packetize = tap.packetizer(codec)
-        self.forwarder = Forwarder()
+        self.forwarder = Forwarder(on_empty=self.close)
         self.keyframes = KeyframeRequester(keyframe_request_interval_s, self._want_keyframe)
         self._keyframe_wanted = True  # the first frame out is a keyframe
         self.closed = False
@@ -72,7 +72,6 @@ class RenditionOutput:
         self.latency = Timer()  # frame into the rendition -> packets out, ms
         self.frames_out = 0
         self.bytes_out = 0
-        self._retired = {"frames": 0, "bytes": 0, "drops": 0}
         self._idle_timer: asyncio.TimerHandle | None = loop.call_later(
             IDLE_CLOSE_S, self._close_if_idle
         )
@@ -80,20 +79,7 @@ class RenditionOutput:
     # -- viewers (on the loop) ------------------------------------------------------------
 
     def subscribe(self, max_backlog: int) -> Subscriber:
-        subscriber = Subscriber(
-            self.kind, max_backlog, self.keyframes.request, on_stop=self._retire
-        )
-        subscriber.source = self
-        self.forwarder.add(subscriber)
-        return subscriber
-
-    def _retire(self, subscriber: Subscriber) -> None:
-        self.forwarder.remove(subscriber)
-        self._retired["frames"] += subscriber.frames_sent
-        self._retired["bytes"] += subscriber.bytes_sent
-        self._retired["drops"] += subscriber.dropped_backlog
-        if not self.forwarder.subscribers:
-            self.close()
+        return self.forwarder.subscribe(self.kind, max_backlog, self.keyframes.request, self)
 
     def _close_if_idle(self) -> None:
         self._idle_timer = None
@@ -170,27 +156,22 @@ class RenditionOutput:
     def resolution(self) -> tuple[int, int] | None:
         return self._encoder.size
 
-    def frames_sent(self) -> int:
-        return self._retired["frames"] + sum(s.frames_sent for s in self.forwarder.subscribers)
-
-    def viewer_drops(self) -> int:
-        return self._retired["drops"] + sum(s.dropped_backlog for s in self.forwarder.subscribers)
-
     def stats(self) -> dict[str, Any]:
         elapsed = max(time.monotonic() - self.created_at, 1e-6)
         size = self.resolution
+        sent = self.forwarder.totals()
         return {
             "codec": self.codec,
             "subscribers": len(self.forwarder.subscribers),
             "frames_encoded": self.frames_encoded,
             "keyframes_encoded": self.keyframes_encoded,
             "frames_out": self.frames_out,
-            "frames_sent": self.frames_sent(),
+            "frames_sent": sent["frames"],
             "bitrate_out_bps": int(self.bytes_out * 8 / elapsed),
             "resolution": list(size) if size else None,
             "encoder_opens": self.encoder_opens,
             "encode_errors": self.encode_errors,
-            "viewer_backlog_drops": self.viewer_drops(),
+            "viewer_backlog_drops": sent["drops"],
             "keyframe_requests": {
                 "encoder": self.keyframes.sent,
                 "coalesced": self.keyframes.coalesced,

@@ -95,3 +95,22 @@ def test_a_failing_sink_does_not_cost_the_others_the_frame() -> None:
     forwarder.add_sink(healthy)
     forwarder.forward(frame())
     assert len(healthy.frames) == 1 and forwarder.errors == 1
+
+
+def test_subscribe_keeps_totals_of_viewers_that_left_and_reports_empty() -> None:
+    emptied: list[bool] = []
+    forwarder = Forwarder(on_empty=lambda: emptied.append(True))
+    source = object()
+    first = forwarder.subscribe("video", 10_000, lambda: None, source)
+    second = forwarder.subscribe("video", 10_000, lambda: None, source)
+    assert first.source is source and forwarder.subscribers == [first, second]
+    for sub in (first, second):
+        sub.start(FakeOutput())  # type: ignore[arg-type]
+    forwarder.forward(frame())
+    forwarder.forward(frame(keyframe=False))
+    first.stop()
+    assert forwarder.subscribers == [second] and not emptied
+    assert forwarder.totals() == {"frames": 4, "bytes": 200, "drops": 0, "skipped": 0}
+    second.stop()
+    assert emptied == [True]
+    assert forwarder.totals()["frames"] == 4
