@@ -33,7 +33,8 @@ class Forwarder:
         self.frames = 0
         self.bytes = 0
         self.errors = 0
-        # Called when the last viewer made by ``subscribe`` stops (a rendition then ends).
+        # Called when the last viewer made by ``subscribe`` stops, or the last sink is
+        # removed, and nothing is left (a rendition's output then ends).
         self._on_empty = on_empty
         # What viewers that have left sent and dropped (live ones are summed on demand).
         self._retired = {"frames": 0, "bytes": 0, "drops": 0, "skipped": 0}
@@ -53,8 +54,7 @@ class Forwarder:
         self._retired["bytes"] += subscriber.bytes_sent
         self._retired["drops"] += subscriber.dropped_backlog
         self._retired["skipped"] += subscriber.skipped_until_keyframe
-        if not self._subscribers and self._on_empty is not None:
-            self._on_empty()
+        self._check_empty()
 
     def totals(self) -> dict[str, int]:
         """Frames and bytes sent, backlog drops and frames skipped until a keyframe, summed
@@ -80,6 +80,11 @@ class Forwarder:
     def remove_sink(self, sink: FrameSink) -> None:
         if sink in self._sinks:
             self._sinks.remove(sink)
+            self._check_empty()
+
+    def _check_empty(self) -> None:
+        if not self._subscribers and not self._sinks and self._on_empty is not None:
+            self._on_empty()
 
     @property
     def subscribers(self) -> list[Subscriber]:

@@ -35,8 +35,9 @@ class RenditionOutput:
     Its ``subscribe`` has a Publisher's shape, so a session's SenderSlot is pointed at
     either. Viewers' PLIs ask this encoder for a keyframe (coalesced), never the
     publisher. The worker thread calls ``encode``; the frames come back to the loop
-    and go out through this output's Forwarder like passthrough frames. The last
-    viewer leaving closes it (and the rendition, when it was its last output).
+    and go out through this output's Forwarder like passthrough frames. When its last
+    viewer leaves and no sink (a recording) is left, it closes (and the rendition, when
+    it was its last output).
     """
 
     def __init__(
@@ -83,7 +84,7 @@ class RenditionOutput:
 
     def _close_if_idle(self) -> None:
         self._idle_timer = None
-        if not self.forwarder.subscribers:
+        if not self.forwarder.subscribers and not self.forwarder.sinks:
             self.close()
 
     def _want_keyframe(self) -> bool:

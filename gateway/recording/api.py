@@ -20,6 +20,7 @@ def describe_recorder(recorder: Recorder) -> dict[str, Any]:
         "id": recorder.id,
         "room": recorder.info.get("room"),
         "participant": recorder.info.get("participant"),
+        "pipeline": recorder.info.get("pipeline"),
         "state": recorder.state,
         "file": recorder.path.name,
         "url": f"/api/recordings/{recorder.id}/file",
@@ -28,7 +29,9 @@ def describe_recorder(recorder: Recorder) -> dict[str, Any]:
 
 async def start(request: web.Request) -> web.Response:
     room = check_room_name(request.match_info["room"])
-    recorders = await request.app[RECORDINGS].start(room, "http")
+    # ?pipeline=NAME: record the tracks of its kind processed by that pipeline.
+    pipeline = request.query.get("pipeline") or None
+    recorders = await request.app[RECORDINGS].start(room, "http", pipeline)
     return web.json_response(
         {"room": room, "recording": True, "started": [describe_recorder(r) for r in recorders]},
         status=201,

@@ -13,6 +13,7 @@ from ..config import RecordingSettings
 from ..errors import GatewayError, not_found
 from ..media.forwarder import Forwarder
 from ..media.publisher import Publisher
+from ..processing.output import RenditionOutput
 from ..rooms.policy import Request
 from ..rooms.registry import Registry
 from ..rooms.room import Room, check_room_name
@@ -49,7 +50,8 @@ class RecordingController:
         self.settings = settings
         self.store = RecordingStore(settings.directory)
         self.recordings: dict[str, Recording] = {}  # by publishing session id
-        self._rooms: set[str] = set()  # rooms recorded on request
+        # Rooms recorded on request, with the pipeline their tracks are recorded through.
+        self._rooms: dict[str, str | None] = {}
         self._starting: set[str] = set()
         self._hooked: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -68,8 +70,15 @@ class RecordingController:
             fnmatch.fnmatchcase(room, pattern) for pattern in self.settings.auto_record
         )
 
-    async def start(self, room_name: str, transport: str = "http") -> list[Recorder]:
+    async def start(
+        self, room_name: str, transport: str = "http", pipeline: str | None = None
+    ) -> list[Recorder]:
+        """Record the room's publishers, now and as they arrive; with ``pipeline``, their
+        tracks of its kind as that pipeline's rendition (remuxed like any other track:
+        its encode is shared with the rendition's viewers)."""
         self.registry.policy.check(Request("record", check_room_name(room_name), transport))
+        if pipeline is not None:
+            self.registry.renditions.kind(pipeline)  # unknown-pipeline
         room = self.registry.room(room_name)
         if room is None:
             raise not_found(f"no room {room_name!r}", "unknown-room")
@@ -81,7 +90,7 @@ class RecordingController:
             raise GatewayError(
                 409, "already-recording", f"room {room_name!r} is already being recorded"
             )
-        self._rooms.add(room.name)
+        self._rooms[room.name] = pipeline
         started = []
         for session in new:
             recording = await self._record(room, session)
@@ -93,7 +102,7 @@ class RecordingController:
         self, room_name: str, reason: str = "stopped", transport: str = "http"
     ) -> list[Recorder]:
         self.registry.policy.check(Request("record", check_room_name(room_name), transport))
-        self._rooms.discard(room_name)
+        self._rooms.pop(room_name, None)
         recorders = [r.recorder for r in self.recordings.values() if r.room.name == room_name]
         if not recorders:
             raise not_found(f"room {room_name!r} is not being recorded", "not-recording")
@@ -132,6 +141,10 @@ class RecordingController:
         chosen = [first[kind] for kind in ("video", "audio") if kind in first]
         if not chosen or session.closed:
             return None
+        pipeline = self._rooms.get(room.name)
+        # What each recorded track is read from: the track, or its output through the
+        # pipeline (in the track's own codec), made now so a refusal changes nothing.
+        sources = [(p, self._processed(room, p, pipeline)) for p in chosen]
         self._starting.add(session.id)
         try:
             _, extension = container_format([TrackSpec(p.kind, p.codec, 0) for p in chosen])
@@ -164,6 +177,7 @@ class RecordingController:
             "participant": session.id,
             "participant_name": getattr(session, "name", None),
             "transport": session.transport,
+            "pipeline": pipeline,
         }
         settings = self.settings
         recorder = Recorder(
@@ -176,10 +190,12 @@ class RecordingController:
             on_end=self._ended,
         )
         recording = Recording(room, session, recorder)
-        for publisher in chosen:
-            sink = recorder.add_track(publisher.kind, publisher.codec, publisher.keyframes.request)
-            publisher.forwarder.add_sink(sink)
-            recording.sinks.append((publisher.forwarder, sink))
+        for publisher, output in sources:
+            forwarder = output.forwarder if output else publisher.forwarder
+            keyframes = output.keyframes if output else publisher.keyframes
+            sink = recorder.add_track(publisher.kind, publisher.codec, keyframes.request)
+            forwarder.add_sink(sink)
+            recording.sinks.append((forwarder, sink))
         self.recordings[session.id] = recording
         if session.id not in self._hooked:
             self._hooked.add(session.id)
@@ -195,6 +211,14 @@ class RecordingController:
             }
         )
         return recording
+
+    def _processed(
+        self, room: Room, publisher: Publisher, pipeline: str | None
+    ) -> RenditionOutput | None:
+        renditions = self.registry.renditions
+        if pipeline is None or renditions.kind(pipeline) != publisher.kind:
+            return None
+        return renditions.acquire(publisher, pipeline, publisher.codec, room.name)
 
     def _session_closed(self, session: Session) -> None:
         self._hooked.discard(session.id)
@@ -231,7 +255,7 @@ class RecordingController:
         room.emit(event)
         if not self.active(room.name) and not _publishing_sessions(room):
             # A room recorded on request stops being recorded once nobody publishes.
-            self._rooms.discard(room.name)
+            self._rooms.pop(room.name, None)
 
     def room_stats(self, room_name: str) -> dict[str, Any]:
         recorders = self.active(room_name)

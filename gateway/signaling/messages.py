@@ -84,7 +84,7 @@ def parse(text: str) -> Message:
             raise ProtocolError("invalid-message", f"{kind!r} needs {wanted} {key!r}", request_id)
     if kind == "candidate":
         _check_candidate(data.get("candidate"), request_id)
-    if kind in ("publish", "subscribe", "pipeline") and not isinstance(
+    if kind in ("publish", "subscribe", "pipeline", "record-start") and not isinstance(
         data.get("pipeline"), str | type(None)
     ):
         raise ProtocolError("invalid-message", "'pipeline' must be a name or null", request_id)

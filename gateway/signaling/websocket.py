@@ -262,7 +262,7 @@ class Channel:
         assert self.recordings is not None
         room, start = message["room"], message.type == "record-start"
         if start:
-            recorders = await self.recordings.start(room, "ws")
+            recorders = await self.recordings.start(room, "ws", message.get("pipeline"))
         else:
             recorders = await self.recordings.stop(room, transport="ws")
         self.send(

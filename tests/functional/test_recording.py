@@ -9,12 +9,13 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import av
 import pytest
 
 from gateway.config import Config
 from gateway.recording.store import RecordingStore
 from tests.conftest import RunningGateway, loopback_config
-from tests.support.media import NumberedVideoTrack, ToneTrack
+from tests.support.media import NumberedVideoTrack, ToneTrack, mean_chroma
 from tests.support.peers import wait_for, whep_watch, whip_publish
 from tests.support.signaling import WsClient
 
@@ -358,3 +359,40 @@ async def test_websocket_record_start_and_stop_with_room_events(gateway: Running
         await watcher.close()
         await control.close()
         await publisher.close(gateway.http, gateway.base)
+
+
+async def test_a_room_recorded_through_a_pipeline_is_processed_without_viewers(
+    gateway: RunningGateway,
+) -> None:
+    video = NumberedVideoTrack(640, 360, fps=30)
+    publisher = await whip_publish(gateway.http, gateway.base, "proc", [video, ToneTrack()])
+    try:
+        status, body = await api(gateway, "POST", "/api/rooms/proc/recording?pipeline=nope")
+        assert status == 400 and body["error"] == "unknown-pipeline"
+        status, body = await api(gateway, "POST", "/api/rooms/proc/recording?pipeline=gray")
+        assert status == 201, body
+        (started,) = body["started"]
+        assert started["pipeline"] == "gray"
+        # The recording alone keeps the rendition going: nobody watches it.
+        (rendition,) = gateway.registry.renditions.live
+        assert rendition.pipeline_name == "gray"
+        await wait_written(gateway, "proc", 3 * 30 + 3 * 50)
+        status, body = await api(gateway, "DELETE", "/api/rooms/proc/recording")
+        assert status == 200 and body["stopped"][0]["state"] == "complete"
+        # Its last sink gone, the rendition stops.
+        await wait_for(lambda: not gateway.registry.renditions.live, timeout=5)
+    finally:
+        await publisher.close()
+
+    path = Path(gateway.config.recording.directory) / started["file"]
+    got = play(path)
+    assert got.codecs == {"vp8", "opus"}
+    assert_plays_in_order(got, 640, 360)
+    assert len(got.numbers) >= 3 * 30 - 5
+    assert got.tone_hz == pytest.approx(440, abs=5)  # audio recorded as published
+    with av.open(str(path)) as container:
+        frames = [f for f in container.decode(video=0)]
+    chroma = [mean_chroma(f) for f in frames[len(frames) // 2 :]]
+    assert all(abs(u - 128) < 4 and abs(v - 128) < 4 for u, v in chroma), chroma[:3]
+    sidecar = json.loads(path.with_suffix(".json").read_text())
+    assert sidecar["pipeline"] == "gray" and sidecar["state"] == "complete"

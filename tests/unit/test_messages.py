@@ -237,6 +237,7 @@ def test_protocol_version() -> None:
         {"type": "pipeline-update", "rendition": "r", "stage": "s", "params": [1]},
         {"type": "pipeline-update", "rendition": "r", "stage": "s", "enable": "yes"},
         {"type": "offer", "sdp": "v=0", "pipelines": {"1": None}},
+        {"type": "record-start", "room": "r", "pipeline": 5},
     ],
 )
 def test_malformed_processing_messages_are_refused(fields: dict[str, Any]) -> None:
