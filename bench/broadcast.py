@@ -103,6 +103,7 @@ class Target:
 
     def __init__(self, kind: str, settings: Settings, input_file: Path) -> None:
         self.kind = kind
+        self.name = kind  # names its processes and logs
         self.settings = settings
         self.input_file = input_file
         self.port = free_port()
@@ -114,20 +115,30 @@ class Target:
         self.http: aiohttp.ClientSession | None = None
         self.log_dir = settings.run_dir / "logs"
 
-    async def start(self) -> None:
-        self.http = aiohttp.ClientSession()
+    @property
+    def url(self) -> str:
+        """What the load generators' viewers POST their WHEP offers to."""
+        return f"{self.base}/whep/{ROOM}"
+
+    def loadgen_name(self, index: int) -> str:
+        return f"{self.name}-loadgen{index}"
+
+    def server_args(self) -> list[str]:
+        """The command line of the server under test (writing its config file if any)."""
         if self.kind == "gateway":
             config = self.settings.run_dir / "gateway-bench.yaml"
             config.write_text(
                 "ice:\n  addresses: [127.0.0.1]\nrooms:\n  max_subscribers: 2000\nlog:\n  level: warning\n"
             )
-            args = [PYTHON, "-m", "gateway", "--config", str(config), "--port", str(self.port)]
-        else:
-            args = [PYTHON, "-m", "bench.naive_server", "--port", str(self.port)]
-        self.server = await Process.start(self.kind, args, self.log_dir)
+            return [PYTHON, "-m", "gateway", "--config", str(config), "--port", str(self.port)]
+        return [PYTHON, "-m", "bench.naive_server", "--port", str(self.port)]
+
+    async def start(self) -> None:
+        self.http = aiohttp.ClientSession()
+        self.server = await Process.start(self.name, self.server_args(), self.log_dir)
         await self._wait_healthy()
         self.publisher = await Worker.start(
-            f"{self.kind}-publisher",
+            f"{self.name}-publisher",
             [
                 PYTHON,
                 "-m",
@@ -148,7 +159,7 @@ class Target:
             if snap["state"] == "connected" and snap["video_frames"] > 2 * FPS:
                 break
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.kind}: the publisher did not start sending: {snap}")
+                raise RuntimeError(f"{self.name}: the publisher did not start sending: {snap}")
             await asyncio.sleep(0.2)
 
     async def _wait_healthy(self) -> None:
@@ -170,8 +181,8 @@ class Target:
         """Adds viewers (spread over the load-generator processes) until there are ``count``."""
         while len(self.loadgens) < self.settings.loadgen_procs:
             worker = await Worker.start(
-                f"{self.kind}-loadgen{len(self.loadgens)}",
-                [PYTHON, "-m", "bench.loadgen", "--url", f"{self.base}/whep/{ROOM}"],
+                self.loadgen_name(len(self.loadgens)),
+                [PYTHON, "-m", "bench.loadgen", "--url", self.url],
                 self.log_dir,
             )
             await worker.wait_ready(60)

@@ -19,25 +19,19 @@ pipeline's timings.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import logging
 import time
-import uuid
 from typing import Any
 
 import av
 from aiohttp import web
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
-from aiortc.contrib.media import MediaBlackhole, MediaRelay
+from aiortc import MediaStreamTrack
 
 from processors.base import FrameContext
 from processors.pipeline import Pipeline
 from processors.registry import build_pipeline
 
-from .peers import loopback_only, new_peer, prefer
-
-logger = logging.getLogger("naive")
+from .naive_server import NaiveServer, serve
 
 
 class TransformTrack(MediaStreamTrack):
@@ -72,71 +66,33 @@ class TransformTrack(MediaStreamTrack):
         self.source.stop()
 
 
-class NaiveProcessingServer:
+class NaiveProcessingServer(NaiveServer):
+    """The broadcast baseline's server, each viewer's video through its own transform track."""
+
     def __init__(self, pipelines: dict[str, Any]) -> None:
+        super().__init__()
         self.pipelines = pipelines
-        self.relay = MediaRelay()
-        self.tracks: dict[str, MediaStreamTrack] = {}
-        self.sessions: dict[str, RTCPeerConnection] = {}
         self.transforms: dict[str, TransformTrack] = {}
-        self.blackhole = MediaBlackhole()
 
-    async def whip(self, request: web.Request) -> web.Response:
-        pc = new_peer()
-        session = uuid.uuid4().hex
-        self.sessions[session] = pc
-
-        @pc.on("track")
-        def on_track(track: MediaStreamTrack) -> None:
-            self.tracks[track.kind] = track
-            self.blackhole.addTrack(self.relay.subscribe(track, buffered=False))
-
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=await request.text(), type="offer"))
-        await pc.setLocalDescription(await pc.createAnswer())
-        await self.blackhole.start()
-        return self._answer(request, pc, session)
-
-    async def whep(self, request: web.Request) -> web.Response:
-        if "video" not in self.tracks:
-            return web.Response(status=404, text="no publisher")
+    def refuse(self, request: web.Request) -> web.Response | None:
         name = request.query.get("pipeline")
         if name is not None and name not in self.pipelines:
             return web.Response(status=400, text=f"unknown pipeline {name!r}")
-        pc = new_peer()
-        session = uuid.uuid4().hex
-        self.sessions[session] = pc
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=await request.text(), type="offer"))
-        for kind, track in self.tracks.items():
-            proxy: MediaStreamTrack = self.relay.subscribe(track, buffered=False)
-            if kind == "video" and name is not None:
-                pipeline = build_pipeline(self.pipelines[name], name=name)
-                transform = TransformTrack(proxy, pipeline, request.match_info["room"])
-                self.transforms[session] = transform
-                proxy = transform
-            pc.addTrack(proxy)
-            for transceiver in pc.getTransceivers():
-                if transceiver.kind == kind:
-                    prefer(transceiver, kind, "VP8" if kind == "video" else "opus")
-        await pc.setLocalDescription(await pc.createAnswer())
-        return self._answer(request, pc, session)
+        return None
 
-    def _answer(self, request: web.Request, pc: RTCPeerConnection, session: str) -> web.Response:
-        response = web.Response(
-            status=201, text=pc.localDescription.sdp, content_type="application/sdp"
-        )
-        response.headers["Location"] = f"{request.path}/{session}"
-        return response
+    def outgoing(
+        self, kind: str, proxy: MediaStreamTrack, request: web.Request, session: str
+    ) -> MediaStreamTrack:
+        name = request.query.get("pipeline")
+        if kind != "video" or name is None:
+            return proxy
+        pipeline = build_pipeline(self.pipelines[name], name=name)
+        transform = TransformTrack(proxy, pipeline, request.match_info["room"])
+        self.transforms[session] = transform
+        return transform
 
-    async def delete(self, request: web.Request) -> web.Response:
-        session = request.match_info["session"]
+    def forget(self, session: str) -> None:
         self.transforms.pop(session, None)
-        pc = self.sessions.pop(session, None)
-        if pc is not None:
-            await pc.close()
-        return web.Response(status=200)
-
-    async def healthz(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "sessions": len(self.sessions)})
 
     async def stats(self, request: web.Request) -> web.Response:
         """Per viewer: frames its transform track processed, and its pipeline's timings."""
@@ -154,32 +110,14 @@ class NaiveProcessingServer:
             }
         )
 
-    async def close(self, app: web.Application) -> None:
-        await self.blackhole.stop()
-        await asyncio.gather(*(pc.close() for pc in self.sessions.values()))
-
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--pipelines", required=True, help='JSON: {"name": [processor, ...], ...}')
     args = parser.parse_args()
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s naive %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("aioice").setLevel(logging.WARNING)
-    logging.getLogger("aiortc").setLevel(logging.WARNING)
-    loopback_only()
     server = NaiveProcessingServer(json.loads(args.pipelines))
-    app = web.Application()
-    app.router.add_post("/whip/{room}", server.whip)
-    app.router.add_post("/whep/{room}", server.whep)
-    app.router.add_delete("/whip/{room}/{session}", server.delete)
-    app.router.add_delete("/whep/{room}/{session}", server.delete)
-    app.router.add_get("/healthz", server.healthz)
-    app.router.add_get("/api/naive", server.stats)
-    app.on_shutdown.append(server.close)
-    web.run_app(app, host="127.0.0.1", port=args.port, print=None)
+    serve(server, args.port, [web.get("/api/naive", server.stats)])
 
 
 if __name__ == "__main__":

@@ -53,17 +53,34 @@ class NaiveServer:
     async def whep(self, request: web.Request) -> web.Response:
         if "video" not in self.tracks:
             return web.Response(status=404, text="no publisher")
+        refused = self.refuse(request)
+        if refused is not None:
+            return refused
         pc = new_peer()
         session = uuid.uuid4().hex
         self.sessions[session] = pc
         await pc.setRemoteDescription(RTCSessionDescription(sdp=await request.text(), type="offer"))
         for kind, track in self.tracks.items():
-            pc.addTrack(self.relay.subscribe(track, buffered=False))
+            proxy = self.relay.subscribe(track, buffered=False)
+            pc.addTrack(self.outgoing(kind, proxy, request, session))
             for transceiver in pc.getTransceivers():
                 if transceiver.kind == kind:
                     prefer(transceiver, kind, "VP8" if kind == "video" else "opus")
         await pc.setLocalDescription(await pc.createAnswer())
         return self._answer(request, pc, session)
+
+    def refuse(self, request: web.Request) -> web.Response | None:
+        """A viewer's request refused before anything is made (None: accepted)."""
+        return None
+
+    def outgoing(
+        self, kind: str, proxy: MediaStreamTrack, request: web.Request, session: str
+    ) -> MediaStreamTrack:
+        """What a viewer's sender encodes: the decoded track as relayed."""
+        return proxy
+
+    def forget(self, session: str) -> None:
+        """A viewer's session was deleted."""
 
     def _answer(self, request: web.Request, pc: RTCPeerConnection, session: str) -> web.Response:
         response = web.Response(
@@ -73,7 +90,9 @@ class NaiveServer:
         return response
 
     async def delete(self, request: web.Request) -> web.Response:
-        pc = self.sessions.pop(request.match_info["session"], None)
+        session = request.match_info["session"]
+        self.forget(session)
+        pc = self.sessions.pop(session, None)
         if pc is not None:
             await pc.close()
         return web.Response(status=200)
@@ -86,25 +105,29 @@ class NaiveServer:
         await asyncio.gather(*(pc.close() for pc in self.sessions.values()))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
+def serve(server: NaiveServer, port: int, routes: list[web.RouteDef] | None = None) -> None:
+    """Run ``server`` on 127.0.0.1:``port`` with the gateway's WHIP/WHEP URL shapes."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s naive %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("aioice").setLevel(logging.WARNING)
     logging.getLogger("aiortc").setLevel(logging.WARNING)
     loopback_only()
-    server = NaiveServer()
     app = web.Application()
     app.router.add_post("/whip/{room}", server.whip)
     app.router.add_post("/whep/{room}", server.whep)
     app.router.add_delete("/whip/{room}/{session}", server.delete)
     app.router.add_delete("/whep/{room}/{session}", server.delete)
     app.router.add_get("/healthz", server.healthz)
+    app.router.add_routes(routes or [])
     app.on_shutdown.append(server.close)
-    web.run_app(app, host="127.0.0.1", port=args.port, print=None)
+    web.run_app(app, host="127.0.0.1", port=port, print=None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    serve(NaiveServer(), parser.parse_args().port)
 
 
 if __name__ == "__main__":

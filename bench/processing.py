@@ -35,10 +35,12 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-import aiohttp
-
 from . import control
 from .broadcast import (
+    OTHER_LOAD_LIMIT,
+    OUT,
+    RESULTS,
+    ROOM,
     SYSCTLS,
     Target,
     _git,
@@ -47,7 +49,7 @@ from .broadcast import (
     wait_others_quiet,
     wait_quiet,
 )
-from .control import PYTHON, ROOT, Process, Worker
+from .control import PYTHON, ROOT, Process
 from .media import FPS, ensure_input_file
 from .stats import (
     cpu_model,
@@ -62,11 +64,6 @@ from .stats import (
 
 logger = logging.getLogger("bench")
 
-BENCH = Path(__file__).resolve().parent
-RESULTS = BENCH / "results"
-OUT = BENCH / "out"
-ROOM = "bench"
-OTHER_LOAD_LIMIT = 0.3
 # The pipelines measured, as configured in the gateway (and given to the naive server).
 PIPELINES: dict[str, list[Any]] = {"gray": ["grayscale"], "privacy": ["blur", "timestamp"]}
 PASSTHROUGH = "passthrough"
@@ -133,8 +130,7 @@ class Server(Target):
         self.threads_before: set[int] = set()
         self.name = kind if encoder_threads == 1 else f"{kind}-threads{encoder_threads}"
 
-    async def start(self) -> None:
-        self.http = aiohttp.ClientSession()
+    def server_args(self) -> list[str]:
         if self.kind == "gateway":
             config = self.settings.run_dir / f"{self.name}.yaml"
             config.write_text(
@@ -152,31 +148,14 @@ class Server(Target):
                 )
                 + "\n"
             )  # JSON is YAML
-            args = [PYTHON, "-m", "gateway", "--config", str(config), "--port", str(self.port)]
-        else:
-            args = [
-                PYTHON, "-m", "bench.naive_processing", "--port", str(self.port),
-                "--pipelines", json.dumps(PIPELINES),
-            ]  # fmt: skip
-        self.server = await Process.start(self.name, args, self.log_dir)
-        await self._wait_healthy()
-        self.publisher = await Worker.start(
-            f"{self.name}-publisher",
-            [
-                PYTHON, "-m", "bench.publisher", "--base", self.base, "--room", ROOM,
-                "--file", str(self.input_file),
-            ],
-            self.log_dir,
-        )  # fmt: skip
-        await self.publisher.wait_ready(60)
-        deadline = time.monotonic() + 30
-        while True:
-            snap = await self.publisher.call("snapshot")
-            if snap["state"] == "connected" and snap["video_frames"] > 2 * FPS:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name}: the publisher did not start sending: {snap}")
-            await asyncio.sleep(0.2)
+            return [PYTHON, "-m", "gateway", "--config", str(config), "--port", str(self.port)]
+        return [
+            PYTHON, "-m", "bench.naive_processing", "--port", str(self.port),
+            "--pipelines", json.dumps(PIPELINES),
+        ]  # fmt: skip
+
+    def loadgen_name(self, index: int) -> str:
+        return f"{self.name}-{self.mode}-loadgen{index}"
 
     @property
     def url(self) -> str:
@@ -203,46 +182,6 @@ class Server(Target):
         assert self.server is not None
         await asyncio.sleep(1.0)
         self.threads_before = set(thread_cpu(self.server.pid))
-
-    async def set_viewers(self, count: int) -> dict[str, Any]:
-        """Adds viewers of the current mode (spread over the load generators) up to ``count``."""
-        while len(self.loadgens) < self.settings.loadgen_procs:
-            worker = await Worker.start(
-                f"{self.name}-{self.mode}-loadgen{len(self.loadgens)}",
-                [PYTHON, "-m", "bench.loadgen", "--url", self.url],
-                self.log_dir,
-            )
-            await worker.wait_ready(60)
-            self.loadgens.append(worker)
-        add = count - self.viewers
-        started = time.monotonic()
-        failures: list[str] = []
-        if add > 0:
-            shares = [add // len(self.loadgens)] * len(self.loadgens)
-            for i in range(add % len(self.loadgens)):
-                shares[i] += 1
-            replies = await asyncio.gather(
-                *(
-                    w.call("add", wait_s=60 + 2 * n, count=n, concurrency=4)
-                    for w, n in zip(self.loadgens, shares, strict=True)
-                    if n > 0
-                )
-            )
-            for reply in replies:
-                failures.extend(reply["failures"])
-            self.viewers = count
-        deadline = time.monotonic() + 30 + 0.3 * max(add, 0)
-        status: dict[str, int] = {}
-        while time.monotonic() < deadline:
-            statuses = await asyncio.gather(*(w.call("status") for w in self.loadgens))
-            status = {
-                key: sum(int(s[key]) for s in statuses)
-                for key in ("viewers", "connected", "receiving", "failed")
-            }
-            if status["receiving"] + status["failed"] >= status["viewers"]:
-                break
-            await asyncio.sleep(0.5)
-        return {"join_s": round(time.monotonic() - started, 2), "failures": failures[:5], **status}
 
     async def renditions(self) -> dict[str, Any]:
         assert self.http is not None
