@@ -26,7 +26,6 @@ import hashlib
 import json
 import logging
 import os
-import platform
 import shlex
 import sys
 import time
@@ -52,10 +51,10 @@ from .broadcast import (
 from .control import PYTHON, ROOT, Process
 from .media import FPS, ensure_input_file
 from .stats import (
-    cpu_model,
     cpu_ms_per_s,
     cpu_sample,
     machine_cpu_ticks,
+    machine_info,
     percentile,
     read_sysctl,
     rss_bytes,
@@ -1132,13 +1131,7 @@ async def main_async(args: argparse.Namespace) -> int:
     results: dict[str, Any] = {
         "command": command,
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "machine": {
-            "nproc": os.cpu_count(),
-            "cpu_model": cpu_model(),
-            "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-            "kernel": platform.release(),
-            "loadavg_at_start": os.getloadavg(),
-        },
+        "machine": machine_info(),
         "versions": versions(),
         "git": git_revision(),
         "processors": processors_revision(),

@@ -38,11 +38,11 @@ from .broadcast import SYSCTLS, free_port, git_revision, versions, wait_quiet
 from .control import PYTHON, ROOT, Process, Worker
 from .media import OUT_DIR, SyntheticSource, ensure_input_file
 from .stats import (
-    cpu_model,
     cpu_ms_per_s,
     cpu_sample,
     diff,
     machine_cpu_ticks,
+    machine_info,
     percentile,
     read_sysctl,
     rss_bytes,
@@ -523,13 +523,7 @@ async def main_async(args: argparse.Namespace) -> int:
     results: dict[str, Any] = {
         "command": command,
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "machine": {
-            "nproc": os.cpu_count(),
-            "cpu_model": cpu_model(),
-            "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-            "kernel": os.uname().release,
-            "loadavg_at_start": os.getloadavg(),
-        },
+        "machine": machine_info(),
         "versions": versions(),
         "git": git_revision(),
         "settings": {
