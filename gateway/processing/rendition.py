@@ -35,7 +35,6 @@ class RenditionSettings:
     keyframe_interval_frames: int
     queue_frames: int
     keyframe_request_interval_s: float
-    viewer_backlog_bytes: int
 
 
 @dataclass(slots=True)

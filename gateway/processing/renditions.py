@@ -37,7 +37,6 @@ class Renditions:
             keyframe_interval_frames=max(1, round(self._settings.keyframe_interval_s * 30)),
             queue_frames=self._settings.queue_frames,
             keyframe_request_interval_s=config.media.keyframe_request_interval_ms / 1000,
-            viewer_backlog_bytes=config.media.viewer_backlog_bytes,
         )
         # Built once at start (config.load already refused bad ones) to learn their kinds.
         self._kinds: dict[str, str] = {
