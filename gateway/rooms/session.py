@@ -8,6 +8,7 @@ import logging
 import secrets
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,8 @@ PARTICIPANT = "participant"
 SENDING = ("sendonly", "sendrecv")
 RECEIVING = ("recvonly", "sendrecv")
 DEFAULT_SOURCE = {"video": "camera", "audio": "microphone"}
+HELD_MESSAGES = 200
+"""Messages (chat, p2p signals) kept for a participant whose socket is down."""
 
 
 def _capabilities(kind: str, codec: str, rtx: bool) -> list[RTCRtpCodecCapability]:
@@ -114,6 +117,8 @@ class Session:
         self.chat_limit: RateLimit | None = None
         # Lets the same client take the session back on a new socket (see detach()).
         self.resume_token = secrets.token_urlsafe(18)
+        self.held: deque[dict[str, Any]] = deque(maxlen=HELD_MESSAGES)
+        self.held_dropped = 0
         self._grace_timer: asyncio.TimerHandle | None = None
         self._connect_timer: asyncio.TimerHandle | None = None
         self._close_task: asyncio.Task[None] | None = None
@@ -482,6 +487,17 @@ class Session:
             channel.send(json.dumps(message))
         elif self.notify is not None:
             self.notify(message)
+        elif self.detached:
+            # Chat and p2p signals sent while the socket is down wait for the resume
+            # (bounded: the oldest go first, counted).
+            if len(self.held) == self.held.maxlen:
+                self.held_dropped += 1
+            self.held.append(message)
+
+    def flush_held(self) -> None:
+        """Deliver what arrived while detached (after the client knows it has resumed)."""
+        while self.held and self.notify is not None:
+            self.notify(self.held.popleft())
 
     def detach(self, grace_s: float) -> None:
         """The signaling socket is gone: keep the session for ``grace_s`` seconds."""

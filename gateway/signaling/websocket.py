@@ -202,6 +202,7 @@ class Channel:
                 "room": session.room.describe(),
             }
         )
+        session.flush_held()  # chat and signals that came while the socket was down
         session.room.listen(self.send)
 
     def _adopt(self, session: Session) -> None:

@@ -32,6 +32,10 @@ async def test_resume_within_the_grace_period_then_expire(gateway: RunningGatewa
     mark = len(bob.received[camera].numbers)
     await wait_for(lambda: len(bob.received[camera].numbers) >= mark + 30)
     assert not any(e["type"] == "participant-left" for e in bob.client.events)
+    # Chat sent to her meanwhile waits for her return.
+    await bob.client.send({"type": "chat", "text": "are you there?"})
+    await bob.client.send({"type": "chat", "text": "ping", "to": ann.id})
+    assert (await bob.client.next("chat"))["text"] == "are you there?"
 
     # A new socket takes her back; a wrong token does not.
     thief = await WsClient.connect(gateway.http, gateway.base)
@@ -39,8 +43,10 @@ async def test_resume_within_the_grace_period_then_expire(gateway: RunningGatewa
     assert (await thief.next("error"))["code"] == "cannot-resume"
     ann.client = await WsClient.connect(gateway.http, gateway.base)
     await ann.client.send({"type": "resume", "participant": ann.id, "token": token})
-    resumed = await ann.client.next("resumed")
-    assert resumed["participant"] == ann.id
+    resumed = await ann.client.next("resumed", "chat")
+    assert resumed["type"] == "resumed" and resumed["participant"] == ann.id
+    held = [await ann.client.next("chat"), await ann.client.next("chat")]
+    assert [m["text"] for m in held] == ["are you there?", "ping"]
     assert [p["name"] for p in resumed["room"]["participants"]] == ["ann", "bob"]
     # The resumed socket controls her tracks and gets room events.
     await ann.client.send({"type": "mute", "track": camera, "muted": True})
