@@ -467,22 +467,13 @@ class SfuLink {
 
   /** Brings the transceivers in line with what we publish and what the room has, offers. */
   async #negotiate() {
-    // The first offer carries at most one m-line of each kind (ours first), the rest follow
-    // in a second round: the gateway's aiortc peer (bundlePolicy "balanced") puts a second
-    // m-line of a kind in a first offer on a transport of its own that never starts, unless
-    // that kind is the first m-line's, and the track on it never arrives.
-    const first = !this.#answered;
-    const kinds = new Set();
+    // One offer carries everything: the gateway's peer bundles every m-line on one transport
+    // (max-bundle), so a first offer may hold several of a kind.
     for (const source of SOURCES) {
       const track = local[source];
       const transceiver = this.sending.get(source);
       if (track && !transceiver) {
-        if (first && kinds.has(track.kind)) {
-          this.#dirty = true; // next round
-          continue;
-        }
         // A new m-line for each track we publish (the gateway announces a track per m-line).
-        kinds.add(track.kind);
         const streams = source === "screen" ? [screenStream] : [localStream];
         this.sending.set(source, this.pc.addTransceiver(track, { direction: "sendonly", streams }));
       } else if (!track && transceiver) {
@@ -502,11 +493,6 @@ class SfuLink {
     }
     for (const [trackId, track] of remoteTracks) {
       if (this.subs.has(trackId)) continue;
-      if (first && kinds.has(track.kind)) {
-        this.#dirty = true; // next round
-        continue;
-      }
-      kinds.add(track.kind);
       const index = this.spare.findIndex((t) => t.receiver.track.kind === track.kind);
       let transceiver;
       if (index >= 0) {
