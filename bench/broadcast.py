@@ -606,6 +606,18 @@ def versions() -> dict[str, str]:
     return found
 
 
+def run_header(module: str, gateway_rev: str | None = None) -> dict[str, Any]:
+    """What every result file starts with: the reproducing command, date, machine, versions
+    and the code measured."""
+    return {
+        "command": " ".join([f".venv/bin/python -m {module}", *map(shlex.quote, sys.argv[1:])]),
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "versions": versions(),
+        "git": git_revision(gateway_rev),
+    }
+
+
 def _git(*args: str) -> str:
     return subprocess.run(
         ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True
@@ -737,13 +749,8 @@ async def main_async(args: argparse.Namespace) -> int:
     if args.gateway_rev:
         control.WORKDIR[0] = snapshot_gateway(args.gateway_rev, settings.run_dir)
     started = time.monotonic()
-    command = " ".join([".venv/bin/python -m bench.broadcast", *map(shlex.quote, sys.argv[1:])])
     results: dict[str, Any] = {
-        "command": command,
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "machine": machine_info(),
-        "versions": versions(),
-        "git": git_revision(args.gateway_rev),
+        **run_header("bench.broadcast", args.gateway_rev),
         "settings": {
             k: (str(v) if isinstance(v, Path) else v) for k, v in settings.__dict__.items()
         },

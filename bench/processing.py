@@ -26,7 +26,6 @@ import hashlib
 import json
 import logging
 import os
-import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -43,8 +42,7 @@ from .broadcast import (
     SYSCTLS,
     Target,
     _git,
-    git_revision,
-    versions,
+    run_header,
     wait_others_quiet,
     wait_quiet,
 )
@@ -54,7 +52,6 @@ from .stats import (
     cpu_ms_per_s,
     cpu_sample,
     machine_cpu_ticks,
-    machine_info,
     percentile,
     read_sysctl,
     rss_bytes,
@@ -1127,13 +1124,8 @@ async def main_async(args: argparse.Namespace) -> int:
             raise SystemExit(f"unknown pipeline {name!r} (known: {', '.join(PIPELINES)})")
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    command = " ".join([".venv/bin/python -m bench.processing", *map(shlex.quote, sys.argv[1:])])
     results: dict[str, Any] = {
-        "command": command,
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "machine": machine_info(),
-        "versions": versions(),
-        "git": git_revision(),
+        **run_header("bench.processing"),
         "processors": processors_revision(),
         "pipelines": PIPELINES,
         "settings": {

@@ -24,7 +24,6 @@ import fractions
 import json
 import logging
 import os
-import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from typing import Any
 import aiohttp
 import av
 
-from .broadcast import SYSCTLS, free_port, git_revision, versions, wait_quiet
+from .broadcast import SYSCTLS, free_port, run_header, wait_quiet
 from .control import PYTHON, ROOT, Process, Worker
 from .media import OUT_DIR, SyntheticSource, ensure_input_file
 from .stats import (
@@ -42,7 +41,6 @@ from .stats import (
     cpu_sample,
     diff,
     machine_cpu_ticks,
-    machine_info,
     percentile,
     read_sysctl,
     rss_bytes,
@@ -519,13 +517,8 @@ async def main_async(args: argparse.Namespace) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     configs = parse_configs(args.configs or ("1x10@360,2x5@360" if args.quick else DEFAULT))
     started = time.monotonic()
-    command = " ".join([".venv/bin/python -m bench.rooms", *map(shlex.quote, sys.argv[1:])])
     results: dict[str, Any] = {
-        "command": command,
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "machine": machine_info(),
-        "versions": versions(),
-        "git": git_revision(),
+        **run_header("bench.rooms"),
         "settings": {
             "window": args.window,
             "settle": args.settle,
