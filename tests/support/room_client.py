@@ -7,12 +7,11 @@ from typing import Any
 
 import aiohttp
 from aiortc import MediaStreamTrack, RTCRtpTransceiver, RTCSessionDescription
-from aiortc.sdp import candidate_from_sdp
 
 from gateway.signaling import sdp as sdp_tools
 
 from .peers import Received, _consume, new_peer, prefer
-from .signaling import WsClient
+from .signaling import WsClient, trickle
 
 
 class Participant:
@@ -143,23 +142,7 @@ class Participant:
             return
         self._negotiated = True
         # First negotiation: trickle our candidates, take the gateway's.
-        for index, mid, line in sdp_tools.candidate_lines(offer):
-            await self.client.send(
-                {
-                    "type": "candidate",
-                    "session": self.id,
-                    "candidate": {"candidate": line, "sdpMid": mid, "sdpMLineIndex": index},
-                }
-            )
-        await self.client.send({"type": "candidate", "session": self.id, "candidate": None})
-        while True:
-            message = await self.client.next("candidate")
-            if message["candidate"] is None:
-                break
-            candidate = candidate_from_sdp(message["candidate"]["candidate"].split(":", 1)[1])
-            candidate.sdpMid = message["candidate"]["sdpMid"]
-            candidate.sdpMLineIndex = message["candidate"]["sdpMLineIndex"]
-            await self.pc.addIceCandidate(candidate)
+        await trickle(self.client, self.pc, self.id, offer)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         transceiver = next(t for t in self.pc.getTransceivers() if t.receiver.track is track)

@@ -75,6 +75,13 @@ async def _negotiate(
     assert reply["type"] == "answer", reply
     session = str(reply["session"])
     await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
+    await trickle(client, pc, session, offer)
+    return session
+
+
+async def trickle(client: WsClient, pc: Any, session: str, offer: str) -> None:
+    """Send our candidates (those in ``offer``) and end-of-candidates, then apply the
+    gateway's for ``session`` until its end-of-candidates."""
     for index, mid, line in sdp_tools.candidate_lines(offer):
         await client.send(
             {
@@ -94,7 +101,6 @@ async def _negotiate(
         candidate.sdpMid = message["candidate"]["sdpMid"]
         candidate.sdpMLineIndex = message["candidate"]["sdpMLineIndex"]
         await pc.addIceCandidate(candidate)
-    return session
 
 
 async def ws_publish(
