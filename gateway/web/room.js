@@ -32,7 +32,7 @@
 //    height, videoMuted, audioMuted, connection, videos, audios, audioPackets}},
 //    chat: [messages]}
 
-import { Signaling } from "./signaling.js";
+import { RemoteCandidates, Signaling } from "./signaling.js";
 
 const params = new URLSearchParams(location.search);
 const roomName = params.get("room") ?? "";
@@ -407,12 +407,12 @@ class SfuLink {
   #running = false;
   #failed = false; // the last negotiation failed: its error is shown
   #offered = false; // our first offer went out: our candidates may follow it
-  #answered = false; // the first answer is applied: the gateway's candidates may be added
   #localQueue = [];
-  #remoteQueue = [];
+  #remote;
 
   constructor() {
     this.pc = new RTCPeerConnection({ iceServers: signaling.iceServers });
+    this.#remote = new RemoteCandidates(this.pc, () => this.closed);
     this.pc.onicecandidate = ({ candidate }) => {
       const payload = candidate?.candidate
         ? { candidate: candidate.candidate, sdpMid: candidate.sdpMid, sdpMLineIndex: candidate.sdpMLineIndex }
@@ -528,10 +528,7 @@ class SfuLink {
     }
     if (this.closed) return;
     await this.pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
-    if (!this.#answered) {
-      this.#answered = true;
-      for (const candidate of this.#remoteQueue.splice(0)) await this.#addRemote(candidate);
-    }
+    await this.#remote.ready();
     if (this.#failed) showError(""); // the error we showed is over
     this.#failed = false;
   }
@@ -560,17 +557,7 @@ class SfuLink {
 
   /** One of the gateway's candidates (null: end of them). */
   remoteCandidate(candidate) {
-    if (this.#answered) this.#addRemote(candidate);
-    else this.#remoteQueue.push(candidate);
-  }
-
-  async #addRemote(candidate) {
-    if (this.closed) return;
-    try {
-      await this.pc.addIceCandidate(candidate ?? undefined);
-    } catch (err) {
-      console.warn("gateway candidate refused", candidate, err);
-    }
+    this.#remote.add(candidate);
   }
 
   #sendCandidate(candidate) {

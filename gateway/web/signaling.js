@@ -173,14 +173,48 @@ export class Signaling extends EventTarget {
 }
 
 /** One publish or subscribe: an RTCPeerConnection plus its trickled candidates. */
+/** The gateway's candidates for one peer connection: held until the first answer is applied
+ * (addIceCandidate needs a remote description), then added in order; null ends them. */
+export class RemoteCandidates {
+  #pc;
+  #isClosed;
+  #ready = false;
+  #queue = [];
+
+  constructor(pc, isClosed) {
+    this.#pc = pc;
+    this.#isClosed = isClosed;
+  }
+
+  add(candidate) {
+    if (this.#ready) this.#apply(candidate);
+    else this.#queue.push(candidate);
+  }
+
+  /** The first answer is applied: add what waited. Later calls do nothing. */
+  async ready() {
+    if (this.#ready) return;
+    this.#ready = true;
+    for (const candidate of this.#queue.splice(0)) await this.#apply(candidate);
+  }
+
+  async #apply(candidate) {
+    if (this.#isClosed()) return;
+    try {
+      await this.#pc.addIceCandidate(candidate ?? undefined);
+    } catch (err) {
+      console.warn("gateway candidate refused", candidate, err);
+    }
+  }
+}
+
 export class PeerSession extends EventTarget {
   id = null;
   closed = false;
   requestedAt = null; // performance.now() when the offer was sent
   #signaling;
   #room;
-  #remoteReady = false;
-  #remoteQueue = []; // gateway candidates that arrived before the answer was applied
+  #remote;
   #localQueue = []; // our candidates gathered before we knew the session id
 
   constructor(signaling, room) {
@@ -188,6 +222,7 @@ export class PeerSession extends EventTarget {
     this.#signaling = signaling;
     this.#room = room;
     this.pc = new RTCPeerConnection({ iceServers: signaling.iceServers });
+    this.#remote = new RemoteCandidates(this.pc, () => this.closed);
     this.pc.onicecandidate = ({ candidate }) => {
       // A null candidate (or an empty one, in older browsers) ends our candidates.
       this.#localCandidate(candidate?.candidate ? candidate : null);
@@ -229,8 +264,7 @@ export class PeerSession extends EventTarget {
     // Per mid: the track received and its pipeline/rendition (see docs/protocol.md).
     this.receiving = answer.receiving ?? {};
     await this.pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
-    this.#remoteReady = true;
-    for (const candidate of this.#remoteQueue.splice(0)) await this.#addRemote(candidate);
+    await this.#remote.ready();
   }
 
   /** Called by Signaling when the answer names our session id. */
@@ -247,17 +281,7 @@ export class PeerSession extends EventTarget {
 
   /** A gateway candidate (null = end of candidates). */
   remoteCandidate(candidate) {
-    if (this.#remoteReady) this.#addRemote(candidate);
-    else this.#remoteQueue.push(candidate);
-  }
-
-  async #addRemote(candidate) {
-    if (this.closed) return;
-    try {
-      await this.pc.addIceCandidate(candidate ?? undefined);
-    } catch (err) {
-      console.warn("gateway candidate refused", candidate, err);
-    }
+    this.#remote.add(candidate);
   }
 
   #localCandidate(candidate) {
