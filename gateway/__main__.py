@@ -1,4 +1,5 @@
-"""Command line: ``python -m gateway [--config PATH] [--host H] [--port P]``."""
+"""Command line: ``python -m gateway [--config PATH] [--host H] [--port P]`` runs the
+gateway; ``python -m gateway token --identity ID [--room R --publish ...]`` mints a token."""
 
 from __future__ import annotations
 
@@ -13,6 +14,11 @@ from .app import create_app
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["token"]:
+        from . import cli_token
+
+        return cli_token.main(argv[1:])
     parser = argparse.ArgumentParser(prog="webrtc-gateway", description=__doc__)
     parser.add_argument("--config", help="YAML settings file (default: embedded defaults)")
     parser.add_argument("--host", help="address to listen on (overrides server.host)")
@@ -26,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
             if not 1 <= args.port <= 65535:
                 raise config_module.ConfigError(f"--port: must be 1-65535, got {args.port}")
             config.server.port = args.port
+        config_module.check_exposure(config)
     except config_module.ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2

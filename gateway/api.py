@@ -8,24 +8,22 @@ from aiohttp import web
 
 from . import __version__
 from .appkeys import REGISTRY
+from .auth.http import caller
 from .errors import not_found
 from .recording.api import RECORDINGS
+from .rooms.policy import Request
+from .rooms.room import check_room_name
 
 
 async def healthz(request: web.Request) -> web.Response:
-    registry = request.app[REGISTRY]
-    return web.json_response(
-        {
-            "status": "ok",
-            "version": __version__,
-            "rooms": len(registry.rooms),
-            "sessions": len(registry.sessions),
-        }
-    )
+    """Liveness, for load balancers and probes: open to all, so it tells nothing else."""
+    return web.json_response({"status": "ok", "version": __version__})
 
 
 async def stats(request: web.Request) -> web.Response:
-    body = request.app[REGISTRY].stats()
+    registry = request.app[REGISTRY]
+    registry.policy.check(Request("stats", None, "http", (await caller(request)).principal))
+    body = registry.stats()
     recordings = request.app[RECORDINGS]
     for room in body["rooms"]:
         room["recording"] = recordings.room_stats(room["room"])
@@ -35,6 +33,7 @@ async def stats(request: web.Request) -> web.Response:
 
 async def rooms(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
+    registry.policy.check(Request("list", None, "http", (await caller(request)).principal))
     return web.json_response(
         {
             "rooms": [
@@ -51,9 +50,12 @@ async def rooms(request: web.Request) -> web.Response:
 
 
 async def room(request: web.Request) -> web.Response:
-    found = request.app[REGISTRY].room(request.match_info["room"])
+    registry = request.app[REGISTRY]
+    name = check_room_name(request.match_info["room"])
+    registry.policy.check(Request("watch", name, "http", (await caller(request)).principal))
+    found = registry.room(name)
     if found is None:
-        raise not_found(f"no room {request.match_info['room']!r}", "unknown-room")
+        raise not_found(f"no room {name!r}", "unknown-room")
     return web.json_response(found.stats())
 
 

@@ -11,7 +11,9 @@ from aiohttp import web
 
 from . import api
 from .appkeys import CONFIG, REGISTRY, SOCKETS
-from .config import Config
+from .auth import http as auth_http
+from .auth.signed_urls import UrlSigner
+from .config import Config, check_exposure
 from .errors import GatewayError, not_found
 from .processing import api as processing_api
 from .recording import api as recording_api
@@ -32,7 +34,14 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except GatewayError as exc:
-        return web.json_response(exc.to_json(), status=exc.status)
+        response = web.json_response(exc.to_json(), status=exc.status)
+        if exc.status == 401:
+            # RFC 6750 3: which scheme, and why the token was not good enough.
+            error = "invalid_request" if exc.code == "token-required" else "invalid_token"
+            response.headers["WWW-Authenticate"] = f'Bearer realm="webrtc-gateway", error="{error}"'
+        if exc.retry_after_s is not None:
+            response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -51,8 +60,17 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 @web.middleware
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Before any handler: the Host a request names, and the Origin of a browser's write."""
+    auth_http.check_host(request)
+    if request.path != "/ws":  # the socket checks its Origin itself, before upgrading
+        auth_http.check_origin(request)
+    return await handler(request)
+
+
+@web.middleware
 async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Lets pages from other origins use WHIP, WHEP and the API (RFC 9725 4.5)."""
+    """Lets pages from the configured origins use WHIP, WHEP and the API (RFC 9725 4.5)."""
     response = await handler(request)
     origins = request.app[CONFIG].server.cors_origins
     origin = request.headers.get("Origin")
@@ -78,11 +96,18 @@ async def static_file(request: web.Request) -> web.FileResponse:
 
 
 def create_app(config: Config, policy: AccessPolicy | None = None) -> web.Application:
-    """The gateway; ``policy`` decides who may join, publish and subscribe (default: all)."""
+    """The gateway; ``policy`` decides who may do what (default: tokens per ``config.auth``,
+    or everything when auth is off)."""
+    check_exposure(config)
     ice.restrict_host_addresses(config.ice.addresses)
-    app = web.Application(middlewares=[cors, errors], client_max_size=config.server.max_body_bytes)
+    app = web.Application(
+        middlewares=[cors, errors, guard], client_max_size=config.server.max_body_bytes
+    )
     app[CONFIG] = config
     app[SOCKETS] = weakref.WeakSet()
+    app[recording_api.URL_SIGNER] = UrlSigner(
+        config.auth.url_signing_secret, config.auth.signed_url_ttl_s
+    )
     # Recordings first: their files end with reason 'shutdown', then sessions close.
     app.on_shutdown.append(recording_api.finalize)
     app.on_shutdown.append(websocket.close_all)
@@ -90,6 +115,7 @@ def create_app(config: Config, policy: AccessPolicy | None = None) -> web.Applic
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         registry = Registry(config, policy)
         app[REGISTRY] = registry
+        await registry.policy.start()  # loads the JWKS, if any: a bad one stops the start
         recordings = RecordingController(registry, config.recording)
         app[recording_api.RECORDINGS] = recordings
         await recordings.recover()
@@ -97,6 +123,7 @@ def create_app(config: Config, policy: AccessPolicy | None = None) -> web.Applic
         await recordings.close()
         # Shutdown: every peer connection closes, every subscriber is told.
         await registry.close()
+        await registry.policy.close()
 
     app.cleanup_ctx.append(lifetime)
     api.add_routes(app)

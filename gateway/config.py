@@ -29,6 +29,10 @@ class IceServer:
     urls: list[str]
     username: str | None = None
     credential: str | None = None
+    # coturn's REST API scheme (use-auth-secret): credentials minted per client from this
+    # shared secret, valid for ttl_s seconds, instead of a static username/credential.
+    secret: str | None = None
+    ttl_s: int = 3600
 
 
 @dataclass
@@ -36,7 +40,8 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = 65536
-    cors_origins: list[str] = field(default_factory=lambda: ["*"])
+    cors_origins: list[str] = field(default_factory=list)
+    trusted_proxies: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -45,6 +50,7 @@ class IceSettings:
     addresses: list[str] = field(default_factory=list)
     announced_address: str | None = None
     connect_timeout_s: float = 15.0
+    transport_policy: str = "all"
 
 
 @dataclass
@@ -92,6 +98,13 @@ class RecordingSettings:
     queue_frames: int = 300
     cluster_ms: int = 500
     fsync_interval_s: float = 1.0
+    max_concurrent: int = 16
+    max_file_bytes: int = 4 * 1024**3
+    max_duration_s: float = 6 * 3600.0
+    min_free_bytes: int = 1024**3
+    retention_days: float = 0.0
+    retention_total_bytes: int = 0
+    retention_check_s: float = 600.0
 
 
 def _default_pipelines() -> dict[str, Any]:
@@ -118,11 +131,53 @@ class ProcessingSettings:
     keyframe_interval_s: float = 10.0
     queue_frames: int = 30
     max_consecutive_failures: int = 5
+    assets_dir: str | None = None
 
 
 @dataclass
 class LogSettings:
     level: str = "info"
+
+
+@dataclass
+class AuthKey:
+    key: str  # a token's `iss` (LiveKit: the API key)
+    secret: str  # its HS256 secret (LiveKit: the API secret)
+
+
+@dataclass
+class AuthSettings:
+    enabled: bool = False
+    allow_anonymous: bool = False
+    keys: list[AuthKey] = field(default_factory=list)
+    jwks: str | None = None
+    jwks_refresh_s: float = 600.0
+    audience: str | None = None
+    leeway_s: float = 30.0
+    max_token_bytes: int = 8192
+    anonymous: dict[str, Any] | None = None
+    default_pipelines: list[str] = field(default_factory=lambda: ["*"])
+    duplicate_identity: str = "replace"
+    signed_url_ttl_s: float = 300.0
+    url_signing_secret: str | None = None
+    ws_auth_timeout_s: float = 10.0
+
+
+@dataclass
+class LimitSettings:
+    sessions_per_ip_per_s: float = 5.0
+    sessions_per_ip_burst: int = 20
+    sessions_per_identity_per_s: float = 5.0
+    sessions_per_identity_burst: int = 20
+    max_pending_sessions: int = 200
+    max_sockets_per_ip: int = 32
+    ws_messages_per_s: float = 50.0
+    ws_messages_burst: int = 200
+    max_candidates_per_session: int = 64
+    max_candidates_per_request: int = 32
+    max_m_lines: int = 16
+    max_watched_rooms: int = 16
+    tracked_clients: int = 10000
 
 
 @dataclass
@@ -135,6 +190,8 @@ class Config:
     log: LogSettings = field(default_factory=LogSettings)
     recording: RecordingSettings = field(default_factory=RecordingSettings)
     processing: ProcessingSettings = field(default_factory=ProcessingSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
 
 
 def load(path: str | Path | None = None, environ: typing.Mapping[str, str] | None = None) -> Config:
@@ -255,10 +312,19 @@ def _validate(config: Config) -> None:
             )
             if url.startswith("turn"):
                 check(
-                    server.username is not None and server.credential is not None,
+                    server.secret is not None
+                    or (server.username is not None and server.credential is not None),
                     f"ice.servers[{i}]",
-                    "a TURN server needs username and credential",
+                    "a TURN server needs a secret (REST credentials) or username and credential",
                 )
+        if server.secret is not None:
+            check(len(server.secret) >= 16, f"ice.servers[{i}].secret", "must be 16+ characters")
+            check(
+                server.username is None and server.credential is None,
+                f"ice.servers[{i}]",
+                "give either secret or username and credential, not both",
+            )
+        check(60 <= server.ttl_s <= 7 * 86400, f"ice.servers[{i}].ttl_s", "must be 60-604800")
     for i, address in enumerate(config.ice.addresses):
         check(_is_ip(address), f"ice.addresses[{i}]", f"{address!r} is not an IP address")
     if config.ice.announced_address is not None:
@@ -268,6 +334,13 @@ def _validate(config: Config) -> None:
             f"{config.ice.announced_address!r} is not an IP address",
         )
     check(config.ice.connect_timeout_s > 0, "ice.connect_timeout_s", "must be positive")
+    check(
+        config.ice.transport_policy in ("all", "relay"),
+        "ice.transport_policy",
+        f"must be all or relay, got {config.ice.transport_policy!r}",
+    )
+    for i, proxy in enumerate(s.trusted_proxies):
+        check(_is_network(proxy), f"server.trusted_proxies[{i}]", f"{proxy!r} is not an IP network")
     m = config.media
     check(bool(m.video_codecs), "media.video_codecs", "must list at least one codec")
     for codec in m.video_codecs:
@@ -318,12 +391,105 @@ def _validate(config: Config) -> None:
     check(r.queue_frames >= 10, "recording.queue_frames", "must be at least 10")
     check(100 <= r.cluster_ms <= 5000, "recording.cluster_ms", "must be 100-5000")
     check(r.fsync_interval_s > 0, "recording.fsync_interval_s", "must be positive")
+    check(r.max_concurrent >= 1, "recording.max_concurrent", "must be at least 1")
+    check(r.max_file_bytes >= 0, "recording.max_file_bytes", "must not be negative (0: no cap)")
+    check(r.max_duration_s >= 0, "recording.max_duration_s", "must not be negative (0: no cap)")
+    check(r.min_free_bytes >= 0, "recording.min_free_bytes", "must not be negative")
+    check(r.retention_days >= 0, "recording.retention_days", "must not be negative (0: keep)")
+    check(
+        r.retention_total_bytes >= 0,
+        "recording.retention_total_bytes",
+        "must not be negative (0: no cap)",
+    )
+    check(r.retention_check_s >= 1, "recording.retention_check_s", "must be at least 1")
+    _validate_auth(config)
+    _validate_limits(config.limits)
     _validate_processing(config.processing)
     check(
         config.log.level.lower() in ("debug", "info", "warning", "error"),
         "log.level",
         f"must be debug, info, warning or error, got {config.log.level!r}",
     )
+
+
+def _validate_auth(config: Config) -> None:
+    # Imported here: the grant parser lives with the access policy.
+    from .auth.grants import GrantError, parse_grants
+
+    a = config.auth
+
+    def check(ok: bool, key: str, message: str) -> None:
+        if not ok:
+            raise ConfigError(f"auth.{key}: {message}")
+
+    seen: set[str] = set()
+    for i, key in enumerate(a.keys):
+        check(bool(key.key.strip()), f"keys[{i}].key", "must not be empty")
+        check(key.key not in seen, f"keys[{i}].key", f"{key.key!r} is listed twice")
+        seen.add(key.key)
+        # HS256 with a short secret can be brute-forced offline from one token.
+        check(len(key.secret) >= 32, f"keys[{i}].secret", "must be at least 32 characters")
+    if a.enabled:
+        check(bool(a.keys) or a.jwks is not None, "enabled", "needs keys or a jwks source")
+        check(
+            "*" not in config.server.cors_origins,
+            "enabled",
+            "with auth on, server.cors_origins must list origins, not '*'",
+        )
+    if a.jwks is not None:
+        check(bool(a.jwks.strip()), "jwks", "must be a file path or an https:// URL")
+        if "://" in a.jwks:
+            check(
+                a.jwks.startswith(("https://", "http://127.0.0.1", "http://localhost")),
+                "jwks",
+                "a JWKS URL must be https:// (or http on loopback)",
+            )
+    check(a.jwks_refresh_s >= 10, "jwks_refresh_s", "must be at least 10")
+    check(0 <= a.leeway_s <= 300, "leeway_s", "must be 0-300")
+    check(512 <= a.max_token_bytes <= 65536, "max_token_bytes", "must be 512-65536")
+    check(
+        a.duplicate_identity in ("replace", "refuse"),
+        "duplicate_identity",
+        f"must be replace or refuse, got {a.duplicate_identity!r}",
+    )
+    check(10 <= a.signed_url_ttl_s <= 86400, "signed_url_ttl_s", "must be 10-86400")
+    if a.url_signing_secret is not None:
+        check(len(a.url_signing_secret) >= 32, "url_signing_secret", "must be 32+ characters")
+    check(a.ws_auth_timeout_s > 0, "ws_auth_timeout_s", "must be positive")
+    for i, name in enumerate(a.default_pipelines):
+        check(bool(name), f"default_pipelines[{i}]", "must not be empty")
+    if a.anonymous is not None:
+        try:
+            parse_grants(a.anonymous, lenient_defaults=False)
+        except GrantError as exc:
+            raise ConfigError(f"auth.anonymous: {exc}") from exc
+
+
+def _validate_limits(limits: LimitSettings) -> None:
+    for item in dataclasses.fields(limits):
+        value = getattr(limits, item.name)
+        if value <= 0:
+            raise ConfigError(f"limits.{item.name}: must be positive, got {value}")
+
+
+def check_exposure(config: Config) -> None:
+    """Refuse to serve a network without authentication unless that is explicitly wanted."""
+    if config.auth.enabled or config.auth.allow_anonymous or is_loopback_host(config.server.host):
+        return
+    raise ConfigError(
+        f"server.host: {config.server.host} serves the network with auth off, so anyone "
+        "reaching it may publish, watch, record and delete; turn auth on (auth.enabled, "
+        "auth.keys) or set auth.allow_anonymous: true"
+    )
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _validate_processing(p: ProcessingSettings) -> None:
@@ -342,6 +508,8 @@ def _validate_processing(p: ProcessingSettings) -> None:
     check(p.keyframe_interval_s >= 1, "keyframe_interval_s", "must be at least 1")
     check(p.queue_frames >= 2, "queue_frames", "must be at least 2")
     check(p.max_consecutive_failures >= 1, "max_consecutive_failures", "must be at least 1")
+    if p.assets_dir is not None:
+        check(bool(p.assets_dir.strip()), "assets_dir", "must be a directory path or null")
     registry = ProcessorRegistry()
     for name, spec in p.pipelines.items():
         check(
@@ -353,6 +521,14 @@ def _validate_processing(p: ProcessingSettings) -> None:
             registry.build(spec, name=name)
         except ProcessorConfigError as exc:
             raise ConfigError(f"processing.pipelines.{name}: {exc}") from exc
+
+
+def _is_network(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_ip(text: str) -> bool:

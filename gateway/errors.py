@@ -8,14 +8,20 @@ from typing import Any
 class GatewayError(Exception):
     """Refuses one request; the server and every other session carry on."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, retry_after_s: int | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.retry_after_s = retry_after_s  # a limit: when trying again may succeed
 
     def to_json(self) -> dict[str, Any]:
-        return {"error": self.code, "message": self.message}
+        body: dict[str, Any] = {"error": self.code, "message": self.message}
+        if self.retry_after_s is not None:
+            body["retry_after"] = self.retry_after_s
+        return body
 
 
 def bad_request(message: str, code: str = "bad-request") -> GatewayError:

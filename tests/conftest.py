@@ -28,6 +28,10 @@ def loopback_config() -> Config:
     # Participants whose socket closes leave quickly (test_reconnect covers the grace).
     config.rooms.reconnect_grace_s = 0.5
     config.server.port = free_port()
+    # Every test client comes from 127.0.0.1, and some open sessions faster than one
+    # person would; the limit tests (test_abuse_limits) set the defaults back.
+    config.limits.sessions_per_ip_per_s = 100.0
+    config.limits.sessions_per_ip_burst = 200
     return config
 
 

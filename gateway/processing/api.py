@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from ..appkeys import CONFIG, REGISTRY
+from ..auth.http import caller
 from ..errors import GatewayError, bad_request
 from ..rooms.policy import Request
 
@@ -28,16 +29,22 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
 
 
 async def pipelines(request: web.Request) -> web.Response:
-    renditions = request.app[REGISTRY].renditions
-    return web.json_response({"pipelines": renditions.describe()})
+    registry = request.app[REGISTRY]
+    registry.policy.check(Request("info", None, "http", (await caller(request)).principal))
+    return web.json_response({"pipelines": registry.renditions.describe()})
 
 
 async def list_renditions(request: web.Request) -> web.Response:
-    return web.json_response(request.app[REGISTRY].renditions.stats())
+    registry = request.app[REGISTRY]
+    registry.policy.check(Request("stats", None, "http", (await caller(request)).principal))
+    return web.json_response(registry.renditions.stats())
 
 
 async def rendition(request: web.Request) -> web.Response:
-    found = request.app[REGISTRY].renditions.get(request.match_info["rendition"])
+    registry = request.app[REGISTRY]
+    principal = (await caller(request)).principal
+    found = registry.renditions.get(request.match_info["rendition"])
+    registry.policy.check(Request("watch", found.room, "http", principal))
     return web.json_response(found.stats())
 
 
@@ -45,8 +52,9 @@ async def update_rendition(request: web.Request) -> web.Response:
     """PATCH {"stage": NAME, "params": {...}, "enable"?: true}: from the next frame on,
     for every viewer of the rendition."""
     registry = request.app[REGISTRY]
+    principal = (await caller(request)).principal
     target = registry.renditions.get(request.match_info["rendition"])
-    registry.policy.check(Request("control", target.room, "http"))
+    registry.policy.check(Request("control", target.room, "http", principal))
     body = await _json_body(request)
     stage, params, enable = body.get("stage"), body.get("params", {}), body.get("enable", False)
     if not isinstance(stage, str) or not isinstance(params, dict) or not isinstance(enable, bool):
@@ -60,16 +68,19 @@ async def switch_pipeline(request: web.Request) -> web.Response:
     """PUT {"pipeline": NAME or null, "mid"?: MID}: what a session receives, switched
     without renegotiation. The session id (from the WHEP Location) is the capability."""
     registry = request.app[REGISTRY]
-    session = registry.session(request.match_info["session"])
-    registry.policy.check(Request("subscribe", session.room.name, "http"))
+    who = await caller(request)
+    session = registry.session(request.match_info["session"], who)
+    registry.policy.check(Request("subscribe", session.room.name, "http", who.principal))
     body = await _json_body(request)
     pipeline, mid = body.get("pipeline"), body.get("mid")
     if not isinstance(pipeline, str | type(None)) or not isinstance(mid, str | type(None)):
         raise bad_request("expected {pipeline: string or null, mid?: string}", "invalid-message")
+    if pipeline is not None:
+        registry.check_pipeline(session.room.name, pipeline, "http", who)
     switched = session.switch_pipeline(pipeline, mid)
     return web.json_response(
         {
-            "session": session.id,
+            "session": session.id,  # the caller's own: it named it in the URL
             "pipeline": pipeline,
             "mids": switched,
             "receiving": session.receiving(),
@@ -79,7 +90,8 @@ async def switch_pipeline(request: web.Request) -> web.Response:
 
 async def session_media(request: web.Request) -> web.Response:
     """What a session receives: per mid, the track, its pipeline and rendition."""
-    session = request.app[REGISTRY].session(request.match_info["session"])
+    registry = request.app[REGISTRY]
+    session = registry.session(request.match_info["session"], await caller(request))
     return web.json_response(
         {**session.describe(), "room": session.room.name, "receiving": session.receiving()}
     )

@@ -7,15 +7,23 @@ from typing import Any
 
 from aiohttp import web
 
+from ..auth.http import caller
+from ..auth.signed_urls import UrlSigner
 from ..errors import GatewayError
+from ..rooms.policy import Request
 from ..rooms.room import check_room_name
 from .controller import RecordingController
 from .recorder import Recorder
 
 RECORDINGS = web.AppKey("recordings", RecordingController)
+URL_SIGNER = web.AppKey("url_signer", UrlSigner)
 
 
-def describe_recorder(recorder: Recorder) -> dict[str, Any]:
+def file_path(recording_id: str) -> str:
+    return f"/api/recordings/{recording_id}/file"
+
+
+def describe_recorder(recorder: Recorder, signer: UrlSigner) -> dict[str, Any]:
     return {
         "id": recorder.id,
         "room": recorder.info.get("room"),
@@ -23,7 +31,8 @@ def describe_recorder(recorder: Recorder) -> dict[str, Any]:
         "pipeline": recorder.info.get("pipeline"),
         "state": recorder.state,
         "file": recorder.path.name,
-        "url": f"/api/recordings/{recorder.id}/file",
+        # Signed: a <video src> plays it without a bearer token, for a few minutes.
+        "url": signer.sign(file_path(recorder.id)),
     }
 
 
@@ -31,46 +40,94 @@ async def start(request: web.Request) -> web.Response:
     room = check_room_name(request.match_info["room"])
     # ?pipeline=NAME: record the tracks of its kind processed by that pipeline.
     pipeline = request.query.get("pipeline") or None
-    recorders = await request.app[RECORDINGS].start(room, "http", pipeline)
+    principal = (await caller(request)).principal
+    recorders = await request.app[RECORDINGS].start(room, "http", pipeline, principal=principal)
+    signer = request.app[URL_SIGNER]
     return web.json_response(
-        {"room": room, "recording": True, "started": [describe_recorder(r) for r in recorders]},
+        {
+            "room": room,
+            "recording": True,
+            "started": [describe_recorder(r, signer) for r in recorders],
+        },
         status=201,
     )
 
 
 async def stop(request: web.Request) -> web.Response:
     room = check_room_name(request.match_info["room"])
-    recorders = await request.app[RECORDINGS].stop(room, transport="http")
+    principal = (await caller(request)).principal
+    recorders = await request.app[RECORDINGS].stop(room, transport="http", principal=principal)
+    signer = request.app[URL_SIGNER]
     return web.json_response(
-        {"room": room, "recording": False, "stopped": [describe_recorder(r) for r in recorders]}
+        {
+            "room": room,
+            "recording": False,
+            "stopped": [describe_recorder(r, signer) for r in recorders],
+        }
     )
 
 
 async def state(request: web.Request) -> web.Response:
     room = check_room_name(request.match_info["room"])
     controller = request.app[RECORDINGS]
+    principal = (await caller(request)).principal
+    controller.registry.policy.check(Request("watch", room, "http", principal))
     return web.json_response(
         {"room": room, "recorded": controller.is_recorded(room), **controller.room_stats(room)}
     )
 
 
 async def listing(request: web.Request) -> web.Response:
+    """The recordings of the rooms the caller may record (all of them for an admin)."""
     controller = request.app[RECORDINGS]
+    principal = (await caller(request)).principal
+    policy = controller.registry.policy
     recordings = await asyncio.to_thread(controller.store.list)
+    visible = []
     for info in recordings:
-        _links(info, controller)
-    return web.json_response({"recordings": recordings})
+        try:
+            policy.check(Request("record", _room_of(info), "http", principal))
+        except GatewayError as exc:
+            if exc.status == 401:
+                raise
+            continue
+        visible.append(_links(info, controller, request.app[URL_SIGNER]))
+    return web.json_response({"recordings": visible})
+
+
+async def _recording(request: web.Request) -> dict[str, Any]:
+    """A recording's metadata, after checking the caller may record its room."""
+    controller = request.app[RECORDINGS]
+    principal = (await caller(request)).principal
+    info = await asyncio.to_thread(controller.store.read, request.match_info["id"])
+    controller.registry.policy.check(Request("record", _room_of(info), "http", principal))
+    return info
+
+
+def _room_of(info: dict[str, Any]) -> str | None:
+    room = info.get("room")
+    return room if isinstance(room, str) else None
 
 
 async def one(request: web.Request) -> web.Response:
     controller = request.app[RECORDINGS]
-    info = await asyncio.to_thread(controller.store.read, request.match_info["id"])
-    return web.json_response(_links(info, controller))
+    info = await _recording(request)
+    return web.json_response(_links(info, controller, request.app[URL_SIGNER]))
 
 
 async def download(request: web.Request) -> web.FileResponse:
-    """The media file; aiohttp answers Range requests (206), so players can seek."""
+    """The media file; aiohttp answers Range requests (206), so players can seek.
+
+    Either the URL is signed (``expires`` and ``sig``, from a listing: what a <video>
+    element can use) or the request carries a token that may record the room."""
     controller = request.app[RECORDINGS]
+    signature = request.query.get("sig")
+    if signature is not None:
+        request.app[URL_SIGNER].check(
+            file_path(request.match_info["id"]), request.query.get("expires", ""), signature
+        )
+    else:
+        await _recording(request)
     path = await asyncio.to_thread(controller.store.path, request.match_info["id"])
     info_type = "video/webm" if path.suffix == ".webm" else "video/x-matroska"
     disposition = "attachment" if request.query.get("download") else "inline"
@@ -86,6 +143,7 @@ async def download(request: web.Request) -> web.FileResponse:
 
 async def delete(request: web.Request) -> web.Response:
     controller = request.app[RECORDINGS]
+    await _recording(request)
     recording_id = request.match_info["id"]
     path = await asyncio.to_thread(controller.store.path, recording_id)
     if controller.is_active_file(path.stem):
@@ -96,8 +154,10 @@ async def delete(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def _links(info: dict[str, Any], controller: RecordingController) -> dict[str, Any]:
-    info["url"] = f"/api/recordings/{info['id']}/file"
+def _links(
+    info: dict[str, Any], controller: RecordingController, signer: UrlSigner
+) -> dict[str, Any]:
+    info["url"] = signer.sign(file_path(info["id"]))
     if controller.is_active_file(info["id"]):
         info["state"] = "recording"
     return info

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..auth.principal import OPEN, Principal
 from ..config import RecordingSettings
 from ..errors import GatewayError, not_found
 from ..media.forwarder import Forwarder
@@ -71,14 +72,20 @@ class RecordingController:
         )
 
     async def start(
-        self, room_name: str, transport: str = "http", pipeline: str | None = None
+        self,
+        room_name: str,
+        transport: str = "http",
+        pipeline: str | None = None,
+        principal: Principal = OPEN,
     ) -> list[Recorder]:
         """Record the room's publishers, now and as they arrive; with ``pipeline``, their
         tracks of its kind as that pipeline's rendition (remuxed like any other track:
         its encode is shared with the rendition's viewers)."""
-        self.registry.policy.check(Request("record", check_room_name(room_name), transport))
+        policy = self.registry.policy
+        policy.check(Request("record", check_room_name(room_name), transport, principal))
         if pipeline is not None:
             self.registry.renditions.kind(pipeline)  # unknown-pipeline
+            policy.check(Request("pipeline", room_name, transport, principal, pipeline=pipeline))
         room = self.registry.room(room_name)
         if room is None:
             raise not_found(f"no room {room_name!r}", "unknown-room")
@@ -99,9 +106,15 @@ class RecordingController:
         return started
 
     async def stop(
-        self, room_name: str, reason: str = "stopped", transport: str = "http"
+        self,
+        room_name: str,
+        reason: str = "stopped",
+        transport: str = "http",
+        principal: Principal = OPEN,
     ) -> list[Recorder]:
-        self.registry.policy.check(Request("record", check_room_name(room_name), transport))
+        self.registry.policy.check(
+            Request("record", check_room_name(room_name), transport, principal)
+        )
         self._rooms.pop(room_name, None)
         recorders = [r.recorder for r in self.recordings.values() if r.room.name == room_name]
         if not recorders:
@@ -150,7 +163,7 @@ class RecordingController:
             _, extension = container_format([TrackSpec(p.kind, p.codec, 0) for p in chosen])
             started = time.time()
             path = await asyncio.to_thread(
-                self.store.create, room.name, session.id, started, extension
+                self.store.create, room.name, session.public_id, started, extension
             )
         except OSError as exc:
             logger.error("cannot create a recording in %s: %s", self.store.directory, exc)
@@ -158,7 +171,7 @@ class RecordingController:
                 {
                     "type": "recording-stopped",
                     "room": room.name,
-                    "participant": session.id,
+                    "participant": session.public_id,
                     "recording": None,
                     "reason": "error",
                     "error": f"cannot create the file: {exc.strerror}",
@@ -174,7 +187,8 @@ class RecordingController:
             return None
         info = {
             "room": room.name,
-            "participant": session.id,
+            "participant": session.public_id,
+            "identity": session.identity,
             "participant_name": getattr(session, "name", None),
             "transport": session.transport,
             "pipeline": pipeline,
@@ -201,12 +215,14 @@ class RecordingController:
             self._hooked.add(session.id)
             session.on_close(self._session_closed)
         recorder.start()
-        logger.info("recording room %s, participant %s into %s", room.name, session.id, path.name)
+        logger.info(
+            "recording room %s, participant %s into %s", room.name, session.public_id, path.name
+        )
         room.emit(
             {
                 "type": "recording-started",
                 "room": room.name,
-                "participant": session.id,
+                "participant": session.public_id,
                 "recording": recorder.id,
             }
         )
@@ -241,7 +257,7 @@ class RecordingController:
         event: dict[str, Any] = {
             "type": "recording-stopped",
             "room": room.name,
-            "participant": session_id,
+            "participant": recording.session.public_id,
             "recording": recorder.id,
             "reason": reason,
             "state": recorder.state,

@@ -6,27 +6,7 @@ import time
 from typing import Any
 
 from ..errors import GatewayError
-
-
-class RateLimit:
-    """A token bucket: ``rate`` messages per second, bursts up to ``burst``."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate = rate
-        self.burst = burst
-        self._tokens = float(burst)
-        self._at = time.monotonic()
-        self.refused = 0
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
-        self._at = now
-        if self._tokens < 1:
-            self.refused += 1
-            return False
-        self._tokens -= 1
-        return True
+from ..limits.buckets import RateLimit
 
 
 def chat_message(

@@ -10,13 +10,16 @@ import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..auth.principal import Principal
 from ..config import Config
 from ..errors import GatewayError, bad_request, not_found
+from ..limits.admission import Admission
+from ..limits.buckets import RateLimit
 from ..processing.rendition import Rendition
 from ..processing.renditions import Renditions
-from .chat import RateLimit, chat_message
-from .policy import AccessPolicy, Request
-from .room import P2P, SFU, Room, check_room_name
+from .chat import chat_message
+from .policy import LOCAL, AccessPolicy, Caller, Request
+from .room import P2P, SFU, EventListener, Room, check_room_name, empty_room
 from .session import PARTICIPANT, PUBLISHER, SUBSCRIBER, Negotiation, Session
 
 logger = logging.getLogger(__name__)
@@ -27,9 +30,13 @@ class Registry:
 
     def __init__(self, config: Config, policy: AccessPolicy | None = None) -> None:
         self.config = config
-        self.policy = policy or AccessPolicy()
+        self.policy = policy or AccessPolicy(config.auth)
+        self.admission = Admission(config.limits)
         self.rooms: dict[str, Room] = {}
         self.sessions: dict[str, Session] = {}
+        # Watchers (WS `watch`) of rooms that do not exist yet: a watch never creates a
+        # room. Bounded by sockets x limits.max_watched_rooms.
+        self._waiting: dict[str, set[EventListener]] = {}
         # Called with (room, session) once a publisher's tracks exist (auto-recording).
         self.on_publish: list[Callable[[Room, Session], None]] = []
         # Processed tracks (named pipelines), shared by every session that asks.
@@ -50,28 +57,65 @@ class Registry:
                 name, self.config.rooms.max_subscribers, self.config.rooms.max_participants, mode
             )
             self.rooms[name] = room
+            for listener in self._waiting.pop(name, ()):
+                room.listen(listener)
         return room
 
-    def session(self, session_id: str, room: str | None = None) -> Session:
+    def session(
+        self,
+        session_id: str,
+        caller: Caller,
+        *,
+        transport: str | None = None,
+        room: str | None = None,
+    ) -> Session:
+        """A session its owner (or an admin of its room) asks about; ``transport`` and
+        ``room`` narrow the lookup (a WHIP resource URL names only WHIP sessions)."""
         session = self.sessions.get(session_id)
-        if session is None or (room is not None and session.room.name != room):
-            raise not_found(f"no session {session_id!r}", "unknown-session")
+        if (
+            session is None
+            or (room is not None and session.room.name != room)
+            or (transport is not None and session.transport != transport)
+        ):
+            raise not_found(f"no session {session_id[:64]!r}", "unknown-session")
+        self.policy.check(
+            Request(
+                "session",
+                session.room.name,
+                transport or "http",
+                caller.principal,
+                owner=session.owner.identity,
+            )
+        )
         return session
 
-    async def publish(
-        self, room_name: str, offer: str, transport: str, credentials: Mapping[str, Any] = {}
-    ) -> tuple[Session, str]:
-        self.policy.check(
-            Request("publish", check_room_name(room_name), transport, dict(credentials))
+    def _admit(self, caller: Caller) -> None:
+        """Rate and connecting-session limits, before a session (and its sockets) exists."""
+        pending = sum(1 for s in self.sessions.values() if s.connected_at is None)
+        principal = caller.principal
+        self.admission.admit_session(
+            caller.address, principal.identity if principal.authenticated else None, pending
         )
+
+    async def publish(
+        self, room_name: str, offer: str, transport: str, caller: Caller = LOCAL
+    ) -> tuple[Session, str]:
+        room_name = check_room_name(room_name)
+        self.policy.check(Request("publish", room_name, transport, caller.principal))
+        self._admit(caller)
         room = self.get_or_create_room(room_name)
         if room.mode == P2P:
             raise GatewayError(409, "p2p-room", f"room {room_name!r} is peer-to-peer")
-        session = self._session(room, PUBLISHER, transport)
+        session = self._session(room, PUBLISHER, transport, owner=caller)
         self._track(session)
         try:
+            plan = session.plan_publish(offer)
+            for source in sorted(set(plan[1].values())):
+                self.policy.check(
+                    Request("publish", room_name, transport, caller.principal, source=source)
+                )
             room.claim_publisher(session)
-            answer = await session.accept_publish(offer)
+            answer = await session.accept_publish(offer, plan)
         except BaseException:
             await session.close("rejected")
             raise
@@ -79,25 +123,31 @@ class Registry:
         self._published(room, session)
         return session, answer
 
+    def check_pipeline(self, room: str, pipeline: str, transport: str, caller: Caller) -> str:
+        """The pipeline's kind, if it exists and the caller may use it."""
+        kind = self.renditions.kind(pipeline)  # unknown-pipeline first: names are public
+        self.policy.check(Request("pipeline", room, transport, caller.principal, pipeline=pipeline))
+        return kind
+
     async def subscribe(
         self,
         room_name: str,
         offer: str,
         transport: str,
-        credentials: Mapping[str, Any] = {},
+        caller: Caller = LOCAL,
         pipeline: str | None = None,
     ) -> tuple[Session, str]:
         """A viewer of the room's stream; ``pipeline`` names a configured pipeline to
         receive the tracks of its kind through."""
-        self.policy.check(
-            Request("subscribe", check_room_name(room_name), transport, dict(credentials))
-        )
+        room_name = check_room_name(room_name)
+        self.policy.check(Request("subscribe", room_name, transport, caller.principal))
         if pipeline is not None:
-            self.renditions.kind(pipeline)  # unknown-pipeline before anything is created
+            self.check_pipeline(room_name, pipeline, transport, caller)
         room = self.room(room_name)
         if room is None or not room.publishers:
             raise not_found(f"room {room_name!r} has no publisher", "no-publisher")
-        session = self._session(room, SUBSCRIBER, transport)
+        self._admit(caller)
+        session = self._session(room, SUBSCRIBER, transport, owner=caller)
         self._track(session)
         try:
             room.add_subscriber(session)
@@ -107,23 +157,30 @@ class Registry:
             raise
         return session, answer
 
-    def join(
+    async def join(
         self,
         room_name: str,
         name: str,
         mode: str | None = None,
-        credentials: Mapping[str, Any] = {},
+        caller: Caller = LOCAL,
     ) -> Session:
         """A participant joins by name; its peer connection is negotiated by its offers.
 
         ``mode`` "p2p" creates a peer-to-peer room (or must match an existing one);
-        rooms named by ``rooms.p2p_rooms`` are always peer-to-peer.
+        rooms named by ``rooms.p2p_rooms`` are always peer-to-peer. With a token, its
+        ``name`` (if any) is the display name, and a participant already in the room with
+        the same identity is replaced (or the join refused: ``auth.duplicate_identity``).
         """
-        self.policy.check(Request("join", check_room_name(room_name), "ws", dict(credentials)))
+        room_name = check_room_name(room_name)
+        principal = caller.principal
+        self.policy.check(Request("join", room_name, "ws", principal))
+        name = principal.name or name
         if not 1 <= len(name) <= 64 or not name.isprintable():
             raise bad_request("a display name is 1-64 printable characters", "invalid-name")
         if mode not in (None, SFU, P2P):
             raise bad_request(f"mode is {SFU!r} or {P2P!r}", "invalid-mode")
+        await self._one_per_identity(room_name, principal)
+        self._admit(caller)
         rooms = self.config.rooms
         configured = (
             P2P if any(fnmatch.fnmatchcase(room_name, p) for p in rooms.p2p_rooms) else None
@@ -140,7 +197,7 @@ class Registry:
             room = existing
         if room.mode == P2P:
             room.max_participants = rooms.p2p_max_participants
-        session = self._session(room, PARTICIPANT, "ws", name)
+        session = self._session(room, PARTICIPANT, "ws", name, owner=caller)
         try:
             room.add_participant(session)
         except GatewayError:
@@ -151,9 +208,26 @@ class Registry:
         session.on_data = self._on_data
         return session
 
-    def resume(self, participant_id: str, token: str) -> Session:
+    async def _one_per_identity(self, room_name: str, principal: Principal) -> None:
+        room = self.room(room_name)
+        if room is None or not self.policy.enabled or not principal.authenticated:
+            return
+        same = [p for p in room.participants.values() if p.identity == principal.identity]
+        if not same:
+            return
+        if self.config.auth.duplicate_identity == "refuse":
+            raise GatewayError(
+                409,
+                "duplicate-identity",
+                f"{principal.identity!r} is already in room {room_name!r}",
+            )
+        # As LiveKit does: the newest connection of an identity wins.
+        for session in same:
+            await session.close("duplicate-identity")
+
+    def resume(self, session_id: str, token: str, caller: Caller = LOCAL) -> Session:
         """Take back a participant whose socket dropped, within the grace period."""
-        session = self.sessions.get(participant_id)
+        session = self.sessions.get(session_id)
         if (
             session is None
             or session.closed
@@ -163,12 +237,25 @@ class Registry:
             raise GatewayError(
                 404, "cannot-resume", "no participant to resume with that id and token"
             )
+        self.policy.check(
+            Request(
+                "session",
+                session.room.name,
+                "ws",
+                caller.principal,
+                owner=session.owner.identity,
+            )
+        )
         return session
 
-    def chat(self, session: Session, text: Any, to: str | None) -> None:
+    def chat(
+        self, session: Session, text: Any, to: str | None, caller: Caller | None = None
+    ) -> None:
         """A participant's chat message, to the room or to one participant."""
+        principal = (caller or Caller(session.owner)).principal
+        self.policy.check(Request("data", session.room.name, "ws", principal))
         message = chat_message(
-            session.id,
+            session.public_id,
             session.name,
             text,
             to,
@@ -180,6 +267,11 @@ class Registry:
     def _on_data(self, session: Session, text: str) -> None:
         """A message on a participant's "chat" data channel: {"text", "to"?}."""
         try:
+            # A JSON envelope around a chat text of at most chat_max_bytes.
+            if len(text) > 2 * self.config.rooms.chat_max_bytes + 1024:
+                raise GatewayError(
+                    413, "message-too-large", "the data channel message is too large"
+                )
             data = json.loads(text)
             if not isinstance(data, dict):
                 raise bad_request("data channel messages are JSON objects", "invalid-message")
@@ -196,7 +288,7 @@ class Registry:
         offer: str,
         publish: Mapping[str, str],
         subscribe: Mapping[str, str],
-        credentials: Mapping[str, Any] = {},
+        caller: Caller = LOCAL,
         pipelines: Mapping[str, str] = {},
     ) -> Negotiation:
         """A participant's offer: ``publish`` maps mids to sources, ``subscribe`` mids to
@@ -209,10 +301,14 @@ class Registry:
                 "p2p-room",
                 f"room {room.name!r} is peer-to-peer: media never reaches the gateway",
             )
+        principal = caller.principal
         if publish:
-            self.policy.check(Request("publish", room.name, "ws", dict(credentials)))
+            self.policy.check(Request("publish", room.name, "ws", principal))
+        for mid, source in publish.items():
+            if mid not in session.published:
+                self.policy.check(Request("publish", room.name, "ws", principal, source=source))
         if subscribe:
-            self.policy.check(Request("subscribe", room.name, "ws", dict(credentials)))
+            self.policy.check(Request("subscribe", room.name, "ws", principal))
         tracks = {}
         for mid, track_id in subscribe.items():
             if room.was_unpublished(track_id):
@@ -221,12 +317,12 @@ class Registry:
                 continue
             tracks[mid] = room.track(track_id)  # raises unknown-track
         for track in tracks.values():
-            if track.owner == session.id:
+            if track.owner == session.public_id:
                 raise bad_request(f"track {track.id} is your own", "own-track")
         for mid, pipeline in pipelines.items():
             if mid not in subscribe:
                 raise bad_request(f"m-line {mid} has a pipeline but receives no track", "no-track")
-            self.renditions.kind(pipeline)
+            self.check_pipeline(room.name, pipeline, "ws", caller)
         new = [mid for mid in publish if mid not in session.published]
         limit = self.config.rooms.max_tracks_per_participant
         if len(session.publishers) + len(new) > limit:
@@ -242,8 +338,34 @@ class Registry:
             self._published(room, session)
         return result
 
-    def _session(self, room: Room, role: str, transport: str, name: str = "") -> Session:
-        return Session(room, role, self.config, transport, name, self.renditions)
+    def _session(
+        self, room: Room, role: str, transport: str, name: str = "", *, owner: Caller
+    ) -> Session:
+        return Session(
+            room, role, self.config, transport, name, self.renditions, owner=owner.principal
+        )
+
+    def watch(self, name: str, listener: EventListener, caller: Caller) -> dict[str, Any]:
+        """``listener`` gets the room's events, now or once it exists; returns its state.
+        Watching never creates a room (so it cannot fill ``rooms.max_rooms``)."""
+        name = check_room_name(name)
+        self.policy.check(Request("watch", name, "ws", caller.principal))
+        room = self.rooms.get(name)
+        if room is not None:
+            room.listen(listener)
+            return room.describe()
+        self._waiting.setdefault(name, set()).add(listener)
+        return empty_room(name)
+
+    def unwatch(self, name: str, listener: EventListener) -> None:
+        room = self.rooms.get(name)
+        if room is not None:
+            room.unlisten(listener)
+        waiting = self._waiting.get(name)
+        if waiting is not None:
+            waiting.discard(listener)
+            if not waiting:
+                del self._waiting[name]
 
     def _rendition_event(self, room_name: str, rendition: Rendition, event: Any) -> None:
         room = self.rooms.get(room_name)
@@ -282,6 +404,10 @@ class Registry:
     def _drop_if_idle(self, room: Room) -> None:
         if room.idle and self.rooms.get(room.name) is room:
             del self.rooms[room.name]
+            # Its watchers wait for the next room of that name.
+            listeners = room.take_listeners()
+            if listeners:
+                self._waiting.setdefault(room.name, set()).update(listeners)
             logger.info("room %s is idle and released", room.name)
 
     async def close(self) -> None:
@@ -295,4 +421,11 @@ class Registry:
             "rooms": [room.stats() for room in self.rooms.values()],
             "sessions": len(self.sessions),
             "processing": self.renditions.stats(),
+            "limits": self.admission.stats(),
+            "auth": {
+                "enabled": self.policy.enabled,
+                "tokens_verified": self.policy.verifier.verified,
+                "tokens_refused": self.policy.verifier.refused,
+                "requests_refused": self.policy.refused,
+            },
         }

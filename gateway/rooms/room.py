@@ -33,6 +33,11 @@ def check_room_name(name: str) -> str:
     return name
 
 
+def empty_room(name: str) -> dict[str, Any]:
+    """The state of a room nobody is in (what a watcher of it sees)."""
+    return {"room": name, "publisher": None, "subscribers": 0, "participants": [], "mode": SFU}
+
+
 class Room:
     """Holds who publishes and who watches; tells listeners when that changes.
 
@@ -84,7 +89,7 @@ class Room:
         self.emit(
             {"type": "participant-joined", "room": self.name, "participant": session.describe()}
         )
-        self.participants[session.id] = session
+        self.participants[session.public_id] = session
         session.on_close(self._participant_closed)
 
     def participant(self, participant_id: str) -> Session:
@@ -104,7 +109,7 @@ class Room:
         if to is not None:
             self.participant(to).deliver(message)
             sender = self.participants.get(message["from"])
-            if sender is not None and sender.id != to:
+            if sender is not None and sender.public_id != to:
                 sender.deliver(message)
             return
         for session in list(self.participants.values()):
@@ -116,15 +121,22 @@ class Room:
             raise GatewayError(
                 409, "not-p2p", f"room {self.name!r} carries media through the gateway; use 'offer'"
             )
-        self.participant(to).deliver({"type": "signal", "from": sender.id, "data": data})
+        self.participant(to).deliver({"type": "signal", "from": sender.public_id, "data": data})
         self.signals_relayed += 1
 
     def _participant_closed(self, session: Session) -> None:
-        if self.participants.pop(session.id, None) is None:
+        if self.participants.pop(session.public_id, None) is None:
             return
         for publisher in session.published.values():
             self.track_unpublished(publisher)
-        self.emit({"type": "participant-left", "room": self.name, "participant": session.id})
+        self.emit(
+            {
+                "type": "participant-left",
+                "room": self.name,
+                "participant": session.public_id,
+                "reason": session.close_reason,
+            }
+        )
 
     def tracks_published(self, session: Session, tracks: list[Publisher]) -> None:
         for publisher in tracks:
@@ -133,7 +145,7 @@ class Room:
                 {
                     "type": "track-published",
                     "room": self.name,
-                    "participant": session.id,
+                    "participant": session.public_id,
                     "track": publisher.describe(),
                 }
             )
@@ -192,7 +204,7 @@ class Room:
         self.publisher = None
         if self._announced:
             self._announced = False
-            self.emit({"type": "publisher-left", "room": self.name, "session": session.id})
+            self.emit({"type": "publisher-left", "room": self.name, "publisher": session.public_id})
         # Viewers of a stream that ended have nothing left to receive.
         for subscriber in list(self.subscribers):
             subscriber.close_soon("publisher-left")
@@ -203,6 +215,11 @@ class Room:
     def unlisten(self, listener: EventListener) -> None:
         self._listeners.discard(listener)
 
+    def take_listeners(self) -> set[EventListener]:
+        """Remove and return every listener (the room is being released)."""
+        listeners, self._listeners = self._listeners, set()
+        return listeners
+
     def emit(self, event: dict[str, Any]) -> None:
         for listener in list(self._listeners):
             try:
@@ -212,12 +229,8 @@ class Room:
 
     @property
     def idle(self) -> bool:
-        return (
-            self.publisher is None
-            and not self.subscribers
-            and not self.participants
-            and not self._listeners
-        )
+        # Watchers do not keep a room: they wait for the next one of its name.
+        return self.publisher is None and not self.subscribers and not self.participants
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -232,7 +245,7 @@ class Room:
         return {
             "room": self.name,
             "live": bool(self.publishers),
-            "publisher_session": self.publisher.id if self.publisher else None,
+            "publisher": self.publisher.public_id if self.publisher else None,
             "subscribers": len(self.subscribers),
             "participants": len(self.participants),
             "mode": self.mode,

@@ -25,8 +25,10 @@ from aiortc import (
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import MediaDescription, SessionDescription
 
+from ..auth.principal import OPEN, Principal
 from ..config import Config
 from ..errors import GatewayError, bad_request, not_found
+from ..limits.buckets import RateLimit
 from ..media.ingest import IngestControl
 from ..media.publisher import Publisher
 from ..media.sender_slot import SenderSlot
@@ -34,7 +36,6 @@ from ..media.subscriber import Subscriber
 from ..processing.output import RenditionOutput
 from ..processing.renditions import Renditions
 from ..signaling import ice, sdp
-from .chat import RateLimit
 
 if TYPE_CHECKING:
     from .room import Room
@@ -89,8 +90,13 @@ class Session:
         transport: str,
         name: str = "",
         renditions: Renditions | None = None,
+        owner: Principal = OPEN,
     ) -> None:
+        # The resource id is a capability (WHIP/WHEP Location, the socket's own messages):
+        # only the session's creator learns it. Everyone else sees the public id.
         self.id = uuid.uuid4().hex
+        self.public_id = uuid.uuid4().hex[:16]
+        self.owner = owner
         self.room = room
         self.role = role
         self.transport = transport  # "whip", "whep" or "ws": who signals for it
@@ -108,6 +114,7 @@ class Session:
         self.close_reason: str | None = None
         self.remote_ufrag: str | None = None
         self._remote_candidates_ended = False
+        self.candidates_received = 0
         self._on_close: list[Callable[[Session], Any]] = []
         # How to reach the remote end outside media: its signaling socket, and its
         # "chat" data channel when it opened one (preferred for chat).
@@ -141,9 +148,10 @@ class Session:
 
     # -- WHIP / WHEP / one-purpose sessions ----------------------------------------------
 
-    async def accept_publish(self, offer: str) -> str:
-        """Publish every track the offer sends (WHIP); returns the SDP answer."""
-        description = sdp.parse_offer(offer, want="send")
+    def plan_publish(self, offer: str) -> tuple[SessionDescription, dict[str, str]]:
+        """What a WHIP offer publishes: its description and mid -> source (camera for
+        video, microphone for audio), before anything is negotiated."""
+        description = self._parse(offer, "send")
         publish = {
             m.rtp.muxId: DEFAULT_SOURCE[m.kind]
             for m in description.media
@@ -151,6 +159,13 @@ class Session:
         }
         if not publish:
             raise bad_request("the offer publishes no audio or video", "invalid-sdp")
+        return description, publish
+
+    async def accept_publish(
+        self, offer: str, plan: tuple[SessionDescription, dict[str, str]] | None = None
+    ) -> str:
+        """Publish every track the offer sends (WHIP); returns the SDP answer."""
+        description, publish = plan or self.plan_publish(offer)
         return (await self.negotiate(offer, publish, {}, description)).answer
 
     async def accept_subscribe(
@@ -158,7 +173,7 @@ class Session:
     ) -> str:
         """Receive, per receiving m-line, the first room track of its kind (WHEP); tracks
         of ``pipeline``'s kind through that pipeline, the others as published."""
-        description = sdp.parse_offer(offer, want="recv")
+        description = self._parse(offer, "recv")
         processed = self._pipeline_kind(pipeline) if pipeline else None
         available = list(publishers)
         subscribe: dict[str, Publisher] = {}
@@ -183,6 +198,15 @@ class Session:
             )
         return (await self.negotiate(offer, {}, subscribe, description, pipelines)).answer
 
+    def _parse(self, offer: str, want: str) -> SessionDescription:
+        limits = self._config.limits
+        return sdp.parse_offer(
+            offer,
+            want=want,
+            max_m_lines=limits.max_m_lines,
+            max_candidates=limits.max_candidates_per_session,
+        )
+
     def _pipeline_kind(self, pipeline: str) -> str:
         if self._renditions is None:
             raise GatewayError(501, "processing-off", "this gateway does not process media")
@@ -205,7 +229,7 @@ class Session:
         if self.closed:
             raise GatewayError(410, "session-closed", "the session has ended")
         if description is None:
-            description = sdp.parse_offer(offer, want="any")
+            description = self._parse(offer, "any")
         media = [m for m in description.media if m.kind in DEFAULT_SOURCE]
         self._check(media, publish, subscribe, description, pipelines)
         transceivers = {t.mid: t for t in self.pc.getTransceivers() if t.mid is not None}
@@ -377,7 +401,7 @@ class Session:
                     transceiver.receiver,
                     self._config.media.keyframe_request_interval_ms / 1000,
                     source=source,
-                    owner=self.id,
+                    owner=self.public_id,
                 )
                 self._ingest.attach(transceiver, self.published[mid])
 
@@ -545,6 +569,13 @@ class Session:
         parsed = ice.parse_candidate(candidate, sdp_mid, sdp_mline_index)
         if parsed is None or self._remote_candidates_ended:
             return
+        # aioice re-sorts its whole check list for each remote candidate: bounded here.
+        limit = self._config.limits.max_candidates_per_session
+        if self.candidates_received >= limit:
+            raise bad_request(
+                f"a session takes at most {limit} remote candidates", "too-many-candidates"
+            )
+        self.candidates_received += 1
         await self._add_to_pc(parsed)
 
     async def _add_to_pc(self, candidate: Any) -> None:
@@ -609,9 +640,16 @@ class Session:
     def state(self) -> str:
         return "closed" if self.closed else str(self.pc.connectionState)
 
+    @property
+    def identity(self) -> str | None:
+        """The token identity that created the session (None: anonymous)."""
+        return self.owner.identity if self.owner.authenticated else None
+
     def describe(self) -> dict[str, Any]:
+        """What others may know of the session: its public id, never its resource id."""
         return {
-            "id": self.id,
+            "id": self.public_id,
+            "identity": self.identity,
             "name": self.name,
             "role": self.role,
             "transport": self.transport,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..appkeys import CONFIG, REGISTRY
+from ..auth import http as auth_http
+from ..auth.principal import Principal
 from ..errors import GatewayError, bad_request
 from ..rooms.registry import Registry
 from ..rooms.session import Session
@@ -35,12 +37,13 @@ async def read_body(request: web.Request, content_type: str) -> str:
 
 
 def answer_response(request: web.Request, session: Session, answer: str, kind: str) -> web.Response:
+    # The Location is the session's capability: only this response carries its id.
     location = f"/{kind}/{session.room.name}/{session.id}"
     # body=, not text=: aiohttp would append "; charset=utf-8", which strict clients reject.
     response = web.Response(status=201, body=answer.encode(), content_type=SDP_TYPE)
     response.headers["Location"] = location
     response.headers["ETag"] = f'"{session.id}"'
-    for value in ice.link_headers(request.app[CONFIG].ice):
+    for value in ice.link_headers(request.app[CONFIG].ice, session.owner):
         response.headers.add("Link", value)
     return response
 
@@ -49,12 +52,23 @@ def registry(request: web.Request) -> Registry:
     return request.app[REGISTRY]
 
 
-def session_of(request: web.Request) -> Session:
-    return registry(request).session(request.match_info["session"], request.match_info["room"])
+def _kind(request: web.Request) -> str:
+    return "whip" if request.path.startswith("/whip/") else "whep"
+
+
+async def session_of(request: web.Request) -> Session:
+    """The session a WHIP (or WHEP) resource URL names: of that kind only, for its owner."""
+    caller = await auth_http.caller(request)
+    return registry(request).session(
+        request.match_info["session"],
+        caller,
+        transport=_kind(request),
+        room=request.match_info["room"],
+    )
 
 
 async def delete_session(request: web.Request) -> web.Response:
-    session = session_of(request)
+    session = await session_of(request)
     await session.close("deleted")
     return web.Response(status=200)
 
@@ -62,7 +76,7 @@ async def delete_session(request: web.Request) -> web.Response:
 async def patch_session(request: web.Request) -> web.Response:
     """Trickle ICE (RFC 9725 4.3.1 / RFC 8840 sdpfrag). ICE restarts are refused with
     422 (allowed by the RFC when only trickle is supported): aiortc cannot restart ICE."""
-    session = session_of(request)
+    session = await session_of(request)
     if_match = request.headers.get("If-Match")
     if if_match is not None and if_match not in ("*", f'"{session.id}"'):
         raise GatewayError(412, "precondition-failed", "If-Match does not match the session's ETag")
@@ -87,6 +101,13 @@ async def patch_session(request: web.Request) -> web.Response:
             end = True
     if ufrag is not None and session.remote_ufrag is not None and ufrag != session.remote_ufrag:
         raise GatewayError(422, "ice-restart-unsupported", "ICE restarts are not supported")
+    limits = request.app[CONFIG].limits
+    if len(candidates) > limits.max_candidates_per_request:
+        registry(request).admission.refuse("candidates_per_request")
+        raise bad_request(
+            f"a PATCH carries at most {limits.max_candidates_per_request} candidates",
+            "too-many-candidates",
+        )
     for candidate, candidate_mid, candidate_index in candidates:
         await session.add_candidate(
             candidate, candidate_mid, candidate_index if candidate_mid is None else None
@@ -97,8 +118,15 @@ async def patch_session(request: web.Request) -> web.Response:
 
 
 async def options(request: web.Request) -> web.Response:
+    """CORS preflights carry no token and get no ICE servers; a client that sends its
+    token with OPTIONS (RFC 9725 4.6) gets the servers it may use, TURN included."""
     response = web.Response(status=204)
     response.headers["Accept-Post"] = SDP_TYPE
-    for value in ice.link_headers(request.app[CONFIG].ice):
-        response.headers.add("Link", value)
+    principal: Principal | None = None
+    policy = registry(request).policy
+    if not policy.enabled or "Authorization" in request.headers:
+        principal = (await auth_http.caller(request)).principal
+    if principal is not None:
+        for value in ice.link_headers(request.app[CONFIG].ice, principal):
+            response.headers.add("Link", value)
     return response

@@ -6,11 +6,22 @@ import ipaddress
 from collections.abc import Callable
 
 import aioice.ice
-from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceCandidate, RTCIceServer
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCIceCandidate,
+    RTCIceServer,
+    RTCIceTransportPolicy,
+)
 from aiortc.sdp import candidate_from_sdp
 
-from ..config import IceSettings
+from ..auth.principal import Principal
+from ..config import IceServer, IceSettings
 from ..errors import bad_request
+from .candidates import check_candidate
+from .turn import rest_credentials
+
+GATEWAY_IDENTITY = "gateway"  # the TURN username label of the gateway's own allocations
 
 _original_host_addresses: Callable[[bool, bool], list[str]] = aioice.ice.get_host_addresses
 
@@ -44,36 +55,59 @@ def rtc_configuration(settings: IceSettings) -> RTCConfiguration:
     # max-bundle: every transceiver on one transport. With aiortc's default ("balanced")
     # the transceivers we create before applying a first offer are grouped by kind, and
     # one of a second kind can be left on a transport that never starts.
+    servers = []
+    for server in settings.servers:
+        username, credential = _credentials(server, GATEWAY_IDENTITY)
+        servers.append(RTCIceServer(urls=server.urls, username=username, credential=credential))
     return RTCConfiguration(
-        iceServers=[
-            RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
-            for s in settings.servers
-        ],
+        iceServers=servers,
         bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
+        iceTransportPolicy=RTCIceTransportPolicy.RELAY
+        if settings.transport_policy == "relay"
+        else RTCIceTransportPolicy.ALL,
     )
 
 
-def client_ice_servers(settings: IceSettings) -> list[dict[str, object]]:
-    """The ICE servers as a browser's RTCConfiguration wants them."""
+def _credentials(server: IceServer, identity: str) -> tuple[str | None, str | None]:
+    if server.secret is not None:
+        return rest_credentials(server.secret, identity, server.ttl_s)
+    return server.username, server.credential
+
+
+def _entitled(server: IceServer, principal: Principal) -> bool:
+    """TURN relays cost bandwidth: their credentials go only to clients with a token
+    (or to everyone when auth is off). STUN servers need none and go to all."""
+    needs_credentials = server.secret is not None or server.username is not None
+    return not needs_credentials or principal.authenticated or principal.grants.admin
+
+
+def client_ice_servers(settings: IceSettings, principal: Principal) -> list[dict[str, object]]:
+    """The ICE servers as a browser's RTCConfiguration wants them, for this client."""
     servers: list[dict[str, object]] = []
     for s in settings.servers:
+        if not _entitled(s, principal):
+            continue
         entry: dict[str, object] = {"urls": s.urls}
-        if s.username is not None:
-            entry["username"] = s.username
-            entry["credential"] = s.credential
+        username, credential = _credentials(s, principal.identity)
+        if username is not None:
+            entry["username"] = username
+            entry["credential"] = credential
         servers.append(entry)
     return servers
 
 
-def link_headers(settings: IceSettings) -> list[str]:
+def link_headers(settings: IceSettings, principal: Principal) -> list[str]:
     """WHIP/WHEP ``Link: <url>; rel="ice-server"`` values (RFC 9725 section 4.6)."""
     values: list[str] = []
     for s in settings.servers:
+        if not _entitled(s, principal):
+            continue
+        username, credential = _credentials(s, principal.identity)
         for url in s.urls:
             value = f'<{url}>; rel="ice-server"'
-            if s.username is not None:
+            if username is not None:
                 value += (
-                    f'; username="{s.username}"; credential="{s.credential}"'
+                    f'; username="{username}"; credential="{credential}"'
                     '; credential-type="password"'
                 )
             values.append(value)
@@ -102,6 +136,7 @@ def parse_candidate(
         raise bad_request(f"unknown candidate transport {parsed.protocol!r}", "invalid-candidate")
     if parsed.ip.endswith(".local"):
         return None
+    check_candidate(parsed)
     parsed.sdpMid = sdp_mid
     parsed.sdpMLineIndex = sdp_mline_index
     if sdp_mid is None and sdp_mline_index is None:

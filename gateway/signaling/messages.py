@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import GatewayError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 # Required fields and their types, per client message type.
 _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
@@ -19,6 +19,8 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "watch": {"room": str},
     "unwatch": {"room": str},
     "ping": {},
+    # An access token for this socket (docs/security.md), first or to refresh it.
+    "auth": {"token": str},
     # Recording a room (see docs/protocol.md); events go to the room's watchers.
     "record-start": {"room": str},
     "record-stop": {"room": str},
@@ -28,7 +30,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "unpublish": {"track": str},
     "mute": {"track": str, "muted": bool},
     "chat": {"text": str},
-    "resume": {"participant": str, "token": str},
+    "resume": {"session": str, "token": str},
     "signal": {"to": str},
     # Processing (docs/processors.md): switch what a session receives to another pipeline
     # (or back to the unprocessed track, "pipeline": null), and change a live rendition's

@@ -10,11 +10,16 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..appkeys import CONFIG, REGISTRY, SOCKETS
+from ..auth import http as auth_http
+from ..auth.principal import Principal
+from ..auth.signed_urls import UrlSigner
+from ..auth.tokens import unauthorized
 from ..errors import GatewayError, bad_request
-from ..recording.api import RECORDINGS, describe_recorder
+from ..limits.buckets import RateLimit
+from ..recording.api import RECORDINGS, URL_SIGNER, describe_recorder
 from ..recording.controller import RecordingController
+from ..rooms.policy import Caller, Request
 from ..rooms.registry import Registry
-from ..rooms.room import Room
 from ..rooms.session import Session
 from . import ice, messages, sdp
 
@@ -28,19 +33,34 @@ class Channel:
     in order, so a client's candidates never overtake the offer they belong to.
     """
 
-    def __init__(self, ws: web.WebSocketResponse, registry: Registry) -> None:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        registry: Registry,
+        caller: Caller | None = None,
+        address: str | None = None,
+    ) -> None:
         self.ws = ws
         self.registry = registry
+        # None until the client authenticates (`auth`, or ?access_token= on connect).
+        self.caller = caller
+        self.address = address
         self.sessions: dict[str, Session] = {}
-        self.watching: dict[str, Room] = {}
+        self.watching: set[str] = set()
         self.participant: Session | None = None  # after `join`
         self.closed = False
         self.recordings: RecordingController | None = None
+        self.signer: UrlSigner | None = None
         self._trickled: set[str] = set()  # sessions whose candidates were sent
         # Events are queued and written by one task: room events fire from
         # synchronous callbacks, and writes to one socket must not interleave.
         self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=1000)
         self.dropped_events = 0
+        limits = registry.config.limits
+        self._rate = RateLimit(limits.ws_messages_per_s, limits.ws_messages_burst)
+        self.authenticated = asyncio.Event()
+        if caller is not None:
+            self.authenticated.set()
 
     def send(self, message: dict[str, Any]) -> None:
         try:
@@ -61,9 +81,23 @@ class Channel:
     async def handle(self, text: str) -> None:
         request_id = None
         try:
+            if not self._rate.take():
+                self.registry.admission.refuse("ws_messages")
+                raise GatewayError(
+                    429,
+                    "rate-limited",
+                    f"at most {self._rate.rate:g} messages per second (bursts of "
+                    f"{self._rate.burst})",
+                    retry_after_s=self._rate.retry_after_s,
+                )
             message = messages.parse(text)
             request_id = message.request_id
-            await self._dispatch(message)
+            if message.type == "auth":
+                await self._auth(message)
+            elif message.type != "ping" and self.caller is None:
+                raise unauthorized("send an `auth` message with a token first", "token-required")
+            else:
+                await self._dispatch(message)
         except messages.ProtocolError as exc:
             self.send(messages.error(exc, exc.request_id))
         except GatewayError as exc:
@@ -74,7 +108,46 @@ class Channel:
                 messages.error(GatewayError(500, "internal-error", "internal error"), request_id)
             )
 
+    @property
+    def principal(self) -> Principal:
+        assert self.caller is not None
+        return self.caller.principal
+
+    async def _auth(self, message: messages.Message) -> None:
+        """A token for this socket (first, or a fresh one before the old expires)."""
+        policy = self.registry.policy
+        principal = await policy.authenticate(message["token"])
+        if self.caller is not None and principal.identity != self.principal.identity:
+            if self.sessions:
+                raise GatewayError(
+                    409,
+                    "identity-mismatch",
+                    f"this socket acts for {self.principal.identity!r}; a new identity "
+                    "needs a new socket",
+                )
+        self.caller = Caller(principal, self.address)
+        self.authenticated.set()
+        self.send(
+            {
+                "type": "authenticated",
+                "id": message.request_id,
+                "identity": principal.identity if principal.authenticated else None,
+                "name": principal.name,
+                "expires_at": principal.expires_at,
+                "ice_servers": self._ice_servers(),
+            }
+        )
+
+    def _ice_servers(self) -> list[dict[str, object]]:
+        if self.caller is None:
+            return []
+        return ice.client_ice_servers(self.registry.config.ice, self.principal)
+
+    def _check(self, action: str, room: str, **narrowing: Any) -> None:
+        self.registry.policy.check(Request(action, room, "ws", self.principal, **narrowing))
+
     async def _dispatch(self, message: messages.Message) -> None:
+        assert self.caller is not None
         kind = message.type
         if kind == "ping":
             self.send({"type": "pong", "id": message.request_id})
@@ -82,6 +155,7 @@ class Channel:
             await self._negotiate(message)
         elif kind == "candidate":
             session = self._own(message["session"])
+            self._check("session", session.room.name, owner=session.owner.identity)
             candidate = message.get("candidate")
             if candidate is None:
                 await session.add_candidate(None)
@@ -95,7 +169,7 @@ class Channel:
         elif kind == "watch":
             self._watch(message["room"])
         elif kind == "join":
-            self._join(message)
+            await self._join(message)
         elif kind == "resume":
             self._resume(message)
         elif kind == "offer":
@@ -106,15 +180,18 @@ class Channel:
             to = message.get("to")
             if to is not None and not isinstance(to, str):
                 raise bad_request("'to' must be a participant id", "invalid-message")
-            self.registry.chat(self._joined(), message["text"], to)
+            self.registry.chat(self._joined(), message["text"], to, self.caller)
         elif kind == "signal":
             session = self._joined()
+            self._check("join", session.room.name)
             session.room.relay(session, message["to"], message.get("data"))
         elif kind in ("record-start", "record-stop"):
             await self._record(message)
         elif kind == "pipeline":
             self._switch_pipeline(message)
         elif kind == "pipeline-update":
+            target = self.registry.renditions.get(message["rendition"])
+            self._check("control", target.room)
             result = self.registry.renditions.update(
                 message["rendition"],
                 message["stage"],
@@ -123,18 +200,18 @@ class Channel:
             )
             self.send({"type": "pipeline-updated", "id": message.request_id, **result})
         elif kind == "unwatch":
-            room = self.watching.pop(message["room"], None)
-            if room is not None:
-                room.unlisten(self.send)
-                self.registry.release_if_idle(room)
+            if message["room"] in self.watching:
+                self.watching.discard(message["room"])
+                self.registry.unwatch(message["room"], self.send)
 
     async def _negotiate(self, message: messages.Message) -> None:
         room = message["room"]
+        assert self.caller is not None
         if message.type == "publish":
-            session, answer = await self.registry.publish(room, message["sdp"], "ws")
+            session, answer = await self.registry.publish(room, message["sdp"], "ws", self.caller)
         else:
             session, answer = await self.registry.subscribe(
-                room, message["sdp"], "ws", pipeline=message.get("pipeline")
+                room, message["sdp"], "ws", self.caller, pipeline=message.get("pipeline")
             )
         self.sessions[session.id] = session
         session.on_close(self._session_closed)
@@ -146,6 +223,8 @@ class Channel:
                 "type": "answer",
                 "id": request_id,
                 "session": session.id,
+                # What others see of this session (room events, stats): never the id above.
+                "participant": session.public_id,
                 "room": session.room.name,
                 "role": session.role,
                 "sdp": sdp.strip_candidates(answer),
@@ -168,21 +247,28 @@ class Channel:
             )
         self.send({"type": "candidate", "session": session.id, "candidate": None})
 
-    def _join(self, message: messages.Message) -> None:
+    async def _join(self, message: messages.Message) -> None:
         if self.participant is not None:
             raise bad_request("this socket has already joined a room", "already-joined")
         mode = message.get("mode")
         if mode is not None and not isinstance(mode, str):
             raise bad_request("'mode' must be a string", "invalid-message")
-        session = self.registry.join(message["room"], message["name"], mode)
+        assert self.caller is not None
+        session = await self.registry.join(message["room"], message["name"], mode, self.caller)
         self._adopt(session)
         self.send(
             {
                 "type": "joined",
                 "id": message.request_id,
-                "participant": session.id,
+                # Public: how the room knows us. Private: our session (candidates, leave,
+                # resume), never shown to anyone else.
+                "participant": session.public_id,
+                "session": session.id,
+                "identity": session.identity,
+                "name": session.name,
                 "resume_token": session.resume_token,
                 "room": session.room.describe(),
+                "ice_servers": self._ice_servers(),
             }
         )
         session.room.listen(self.send)
@@ -190,7 +276,8 @@ class Channel:
     def _resume(self, message: messages.Message) -> None:
         if self.participant is not None:
             raise bad_request("this socket has already joined a room", "already-joined")
-        session = self.registry.resume(message["participant"], message["token"])
+        assert self.caller is not None
+        session = self.registry.resume(message["session"], message["token"], self.caller)
         self._adopt(session)
         self._trickled.add(session.id)  # its transport, and candidates, are unchanged
         session.reattach(self.send)
@@ -198,7 +285,8 @@ class Channel:
             {
                 "type": "resumed",
                 "id": message.request_id,
-                "participant": session.id,
+                "participant": session.public_id,
+                "session": session.id,
                 "room": session.room.describe(),
             }
         )
@@ -218,11 +306,13 @@ class Channel:
 
     async def _offer(self, message: messages.Message) -> None:
         session = self._joined()
+        assert self.caller is not None
         result = await self.registry.renegotiate(
             session,
             message["sdp"],
             message.get("publish", {}),
             message.get("subscribe", {}),
+            self.caller,
             pipelines=message.get("pipelines", {}),
         )
         self._send_answer(session, result.answer, message.request_id)
@@ -247,6 +337,9 @@ class Channel:
         else:
             session = self._joined()
         pipeline = message.get("pipeline")
+        if pipeline is not None:
+            assert self.caller is not None
+            self.registry.check_pipeline(session.room.name, pipeline, "ws", self.caller)
         switched = session.switch_pipeline(pipeline, message.get("mid"))
         self.send(
             {
@@ -260,19 +353,21 @@ class Channel:
         )
 
     async def _record(self, message: messages.Message) -> None:
-        assert self.recordings is not None
+        assert self.recordings is not None and self.signer is not None
         room, start = message["room"], message.type == "record-start"
         if start:
-            recorders = await self.recordings.start(room, "ws", message.get("pipeline"))
+            recorders = await self.recordings.start(
+                room, "ws", message.get("pipeline"), principal=self.principal
+            )
         else:
-            recorders = await self.recordings.stop(room, transport="ws")
+            recorders = await self.recordings.stop(room, transport="ws", principal=self.principal)
         self.send(
             {
                 "type": "recording",
                 "id": message.request_id,
                 "room": room,
                 "recording": start,
-                "recordings": [describe_recorder(r) for r in recorders],
+                "recordings": [describe_recorder(r, self.signer) for r in recorders],
             }
         )
 
@@ -285,10 +380,16 @@ class Channel:
     def _watch(self, name: str) -> None:
         if name in self.watching:
             raise bad_request(f"already watching room {name!r}", "already-watching")
-        room = self.registry.get_or_create_room(name)
-        self.watching[name] = room
-        room.listen(self.send)
-        self.send({"type": "room-state", **room.describe()})
+        limit = self.registry.config.limits.max_watched_rooms
+        if len(self.watching) >= limit:
+            self.registry.admission.refuse("watched_rooms")
+            raise GatewayError(
+                429, "too-many-watches", f"a socket watches at most {limit} rooms", retry_after_s=1
+            )
+        assert self.caller is not None
+        state = self.registry.watch(name, self.send, self.caller)
+        self.watching.add(name)
+        self.send({"type": "room-state", **state})
 
     def _session_closed(self, session: Session) -> None:
         if self.closed:
@@ -299,9 +400,8 @@ class Channel:
         self.send({"type": "session-ended", "session": session.id, "reason": session.close_reason})
 
     async def close(self) -> None:
-        for room in self.watching.values():
-            room.unlisten(self.send)
-            self.registry.release_if_idle(room)
+        for name in self.watching:
+            self.registry.unwatch(name, self.send)
         self.watching.clear()
         self.closed = True
         participant = self.participant
@@ -320,17 +420,50 @@ class Channel:
 
 async def handler(request: web.Request) -> web.WebSocketResponse:
     config = request.app[CONFIG]
+    registry = request.app[REGISTRY]
+    auth_http.check_origin(request)  # before the upgrade: a refused page gets a 403
+    address = auth_http.client_address(request)
+    # A token may come in the URL (browsers cannot set headers on a WebSocket) or in a
+    # first `auth` message; a bad one in the URL is refused before the upgrade.
+    token = request.query.get("access_token") or None
+    caller: Caller | None = None
+    try:
+        caller = await auth_http.caller(request, token if token is not None else "")
+    except GatewayError as exc:
+        if token is not None or exc.code != "token-required":
+            raise
+    registry.admission.open_socket(address)
+    try:
+        return await _serve(request, registry, caller, address, config.auth.ws_auth_timeout_s)
+    finally:
+        registry.admission.close_socket(address)
+
+
+async def _serve(
+    request: web.Request,
+    registry: Registry,
+    caller: Caller | None,
+    address: str | None,
+    auth_timeout_s: float,
+) -> web.WebSocketResponse:
+    config = request.app[CONFIG]
     ws = web.WebSocketResponse(heartbeat=20, max_msg_size=config.server.max_body_bytes)
     await ws.prepare(request)
     request.app[SOCKETS].add(ws)
-    channel = Channel(ws, request.app[REGISTRY])
+    channel = Channel(ws, registry, caller, address)
     channel.recordings = request.app[RECORDINGS]
+    channel.signer = request.app[URL_SIGNER]
     writer = asyncio.ensure_future(channel.writer())
+    watchdog = asyncio.ensure_future(_close_unauthenticated(channel, auth_timeout_s))
     channel.send(
         {
             "type": "hello",
             "protocol": messages.PROTOCOL_VERSION,
-            "ice_servers": ice.client_ice_servers(config.ice),
+            "auth_required": caller is None,
+            "identity": caller.principal.identity
+            if caller is not None and caller.principal.authenticated
+            else None,
+            "ice_servers": channel._ice_servers(),
         }
     )
     try:
@@ -345,6 +478,7 @@ async def handler(request: web.Request) -> web.WebSocketResponse:
                 # Includes messages over max_msg_size: aiohttp then closes with 1009.
                 logger.info("websocket error: %s", ws.exception())
     finally:
+        watchdog.cancel()
         request.app[SOCKETS].discard(ws)
         await channel.close()
         try:
@@ -352,6 +486,19 @@ async def handler(request: web.Request) -> web.WebSocketResponse:
         except (TimeoutError, asyncio.CancelledError):
             writer.cancel()
     return ws
+
+
+AUTH_TIMEOUT_CLOSE = 4401  # an application close code (4000-4999): "no token in time"
+
+
+async def _close_unauthenticated(channel: Channel, timeout_s: float) -> None:
+    """A socket that never authenticates holds a slot for at most ``timeout_s``."""
+    try:
+        await asyncio.wait_for(channel.authenticated.wait(), timeout_s)
+    except TimeoutError:
+        channel.send(messages.error(unauthorized("no `auth` message in time", "token-required")))
+        await asyncio.sleep(0.05)  # let the writer send it
+        await channel.ws.close(code=AUTH_TIMEOUT_CLOSE, message=b"authentication timeout")
 
 
 async def close_all(app: web.Application) -> None:

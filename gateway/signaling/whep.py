@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..auth import http as auth_http
 from .http_session import (
     SDP_TYPE,
     answer_response,
@@ -16,11 +17,12 @@ from .http_session import (
 
 
 async def post(request: web.Request) -> web.Response:
+    caller = await auth_http.caller(request)  # 401 before the body is read
     offer = await read_body(request, SDP_TYPE)
     # ?pipeline=NAME: receive the room's tracks of that pipeline's kind processed by it.
     pipeline = request.query.get("pipeline") or None
     session, answer = await registry(request).subscribe(
-        request.match_info["room"], offer, "whep", pipeline=pipeline
+        request.match_info["room"], offer, "whep", caller, pipeline=pipeline
     )
     return answer_response(request, session, answer, "whep")
 

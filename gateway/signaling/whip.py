@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..auth import http as auth_http
 from .http_session import (
     SDP_TYPE,
     answer_response,
@@ -16,8 +17,11 @@ from .http_session import (
 
 
 async def post(request: web.Request) -> web.Response:
+    caller = await auth_http.caller(request)  # 401 before the body is read
     offer = await read_body(request, SDP_TYPE)
-    session, answer = await registry(request).publish(request.match_info["room"], offer, "whip")
+    session, answer = await registry(request).publish(
+        request.match_info["room"], offer, "whip", caller
+    )
     return answer_response(request, session, answer, "whip")
 
 

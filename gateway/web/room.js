@@ -21,7 +21,7 @@
 //
 // Losing the socket (docs/protocol.md, "Losing the socket"): when the WebSocket drops
 // unexpectedly, the page keeps its connections and tiles, shows "reconnecting…", opens a new
-// socket and sends `resume` with the participant id and the `resume_token` from `joined`;
+// socket and sends `resume` with the session id and the `resume_token` from `joined`;
 // `resumed` carries the room as it is now, and the page reconciles (participants and tracks
 // that came or went meanwhile) and goes on. If the gateway cannot resume (`cannot-resume`,
 // the grace period is over), the page ends as before and offers to join again.
@@ -70,6 +70,9 @@ const localStream = new MediaStream(); // camera + microphone, for msid
 let screenStream = null;
 let leaving = false;
 let resumeToken = null; // from `joined`: takes our participant back on a new socket
+// From `joined`: the id that controls our session (candidates, leave, resume). Others know
+// us by roomState.participantId, which gives them no hold on it.
+let sessionId = null;
 const RECONNECT_GIVE_UP_MS = 30_000; // the gateway's grace period is shorter (10 s)
 
 // -- status and errors -----------------------------------------------------------------------
@@ -561,7 +564,7 @@ class SfuLink {
   }
 
   #sendCandidate(candidate) {
-    if (!this.closed) signaling?.note("candidate", roomState.participantId, { candidate });
+    if (!this.closed) signaling?.note("candidate", sessionId, { candidate });
   }
 
   close() {
@@ -819,10 +822,10 @@ function listen(current) {
     peerFor(m.from).receive(m.data);
   });
   on("candidate", (m) => {
-    if (link && m.session === roomState.participantId) link.remoteCandidate(m.candidate);
+    if (link && m.session === sessionId) link.remoteCandidate(m.candidate);
   });
   on("session-ended", (m) => {
-    if (m.session !== roomState.participantId || leaving) return;
+    if (m.session !== sessionId || leaving) return;
     teardown(`ended: ${m.reason}`);
     showError(`The gateway ended your participation: ${m.reason}`);
   });
@@ -852,7 +855,7 @@ async function reconnect() {
       await current.connect();
       const resumed = await current.request({
         type: "resume",
-        participant: roomState.participantId,
+        session: sessionId,
         token: resumeToken,
       });
       if (current !== signaling) return; // left meanwhile
@@ -942,6 +945,7 @@ async function join() {
     return;
   }
   roomState.participantId = joined.participant;
+  sessionId = joined.session;
   resumeToken = joined.resume_token ?? null;
   roomState.mode = joined.room.mode;
   $("mode").textContent = roomState.mode === "p2p" ? "peer-to-peer" : "through the gateway";
@@ -984,7 +988,7 @@ function leave() {
   leaving = true;
   if (signaling?.connected && roomState.participantId) {
     // Explicitly: a socket that merely drops may be kept for a reconnect grace period.
-    signaling.send({ type: "leave", session: roomState.participantId });
+    signaling.send({ type: "leave", session: sessionId });
   }
   teardown("left");
   showError("");
@@ -1020,7 +1024,7 @@ function init() {
   });
   window.addEventListener("pagehide", () => {
     if (signaling?.connected && roomState.participantId) {
-      signaling.send({ type: "leave", session: roomState.participantId });
+      signaling.send({ type: "leave", session: sessionId });
     }
   });
   setInterval(() => sample().catch((err) => console.warn("getStats failed", err)), 1000);

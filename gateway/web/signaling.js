@@ -1,4 +1,4 @@
-// The gateway's WebSocket signaling client (docs/protocol.md, version 1).
+// The gateway's WebSocket signaling client (docs/protocol.md, version 2).
 //
 //   const signaling = new Signaling();
 //   await signaling.connect();                  // resolves on `hello`

@@ -182,12 +182,23 @@ async def test_session_errors_around_a_live_stream(gateway: RunningGateway) -> N
 
 
 async def test_cors_preflight_and_exposed_headers(gateway: RunningGateway) -> None:
+    # No origin but the gateway's own is allowed by default; this one is configured.
+    gateway.config.server.cors_origins = ["http://example.test"]
     origin = {"Origin": "http://example.test"}
+    elsewhere = {"Origin": "http://attacker.test", "Access-Control-Request-Method": "POST"}
+    async with gateway.http.options(gateway.base + "/whip/corsroom", headers=elsewhere) as response:
+        assert "Access-Control-Allow-Origin" not in response.headers
+    async with gateway.http.post(
+        gateway.base + "/whip/corsroom", data="v=0", headers={**SDP, **elsewhere}
+    ) as response:
+        assert response.status == 403
+        assert (await response.json())["error"] == "origin-not-allowed"
     async with gateway.http.options(
         gateway.base + "/whip/corsroom", headers={**origin, "Access-Control-Request-Method": "POST"}
     ) as response:
         assert response.status == 204
-        assert response.headers["Access-Control-Allow-Origin"] == "*"
+        assert response.headers["Access-Control-Allow-Origin"] == "http://example.test"
+        assert response.headers["Vary"] == "Origin"
         assert "POST" in response.headers["Access-Control-Allow-Methods"]
         assert "Content-Type" in response.headers["Access-Control-Allow-Headers"]
         assert response.headers["Accept-Post"] == "application/sdp"

@@ -20,12 +20,14 @@ class ReadOnlyLobby(AccessPolicy):
     """Anyone may watch; nobody may publish in rooms named lobby-*; joins need a name."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.seen: list[Request] = []
 
     def check(self, request: Request) -> None:
         self.seen.append(request)
-        if request.action == "publish" and request.room.startswith("lobby-"):
+        if request.action == "publish" and (request.room or "").startswith("lobby-"):
             raise forbidden(f"publishing in {request.room} is not allowed")
+        super().check(request)
 
 
 @pytest.fixture
@@ -63,7 +65,7 @@ async def test_policy_refusals_are_clear_and_change_nothing(
     joined = await client.next("joined")
     await client.send({"type": "offer", "sdp": "v=0", "publish": {"0": "camera"}})
     assert (await client.next("error"))["code"] == "forbidden"
-    assert [r.action for r in policy.seen] == ["publish", "join", "publish"]
+    assert [r.action for r in policy.seen] == ["publish", "list", "join", "publish"]
     assert joined["room"]["room"] == "lobby-1"
 
     # Elsewhere publishing and watching are allowed, and the policy saw each request.

@@ -37,12 +37,15 @@ async def test_resume_within_the_grace_period_then_expire(gateway: RunningGatewa
     await bob.client.send({"type": "chat", "text": "ping", "to": ann.id})
     assert (await bob.client.next("chat"))["text"] == "are you there?"
 
-    # A new socket takes her back; a wrong token does not.
+    # A new socket takes her back; a wrong token does not, nor does the public id
+    # everyone in the room sees (only she knows her session id).
     thief = await WsClient.connect(gateway.http, gateway.base)
-    await thief.send({"type": "resume", "participant": ann.id, "token": "guess"})
+    await thief.send({"type": "resume", "session": ann.session, "token": "guess"})
+    assert (await thief.next("error"))["code"] == "cannot-resume"
+    await thief.send({"type": "resume", "session": ann.id, "token": token})
     assert (await thief.next("error"))["code"] == "cannot-resume"
     ann.client = await WsClient.connect(gateway.http, gateway.base)
-    await ann.client.send({"type": "resume", "participant": ann.id, "token": token})
+    await ann.client.send({"type": "resume", "session": ann.session, "token": token})
     resumed = await ann.client.next("resumed", "chat")
     assert resumed["type"] == "resumed" and resumed["participant"] == ann.id
     held = [await ann.client.next("chat"), await ann.client.next("chat")]

@@ -195,7 +195,7 @@ async def test_room_signaling_refusals_change_nothing(gateway: RunningGateway) -
     await refused({"type": "signal", "to": joined["participant"], "data": {}}, "not-p2p")
 
     ann = Participant(client, "ann")
-    ann.id, ann.joined = joined["participant"], joined
+    ann.id, ann.session, ann.joined = joined["participant"], joined["session"], joined
     ann.pc.addTransceiver("video", direction="recvonly")
     await ann.pc.setLocalDescription(await ann.pc.createOffer())
     mid = ann.pc.getTransceivers()[0].mid
@@ -207,8 +207,13 @@ async def test_room_signaling_refusals_change_nothing(gateway: RunningGateway) -
     await refused({"type": "offer", "sdp": "v=0", "publish": {"0": 5}}, "invalid-message")
     await refused({"type": "unpublish", "track": "nope"}, "unknown-track")
     await refused(
-        {"type": "candidate", "session": ann.id, "candidate": {"candidate": "candidate:bad"}},
+        {"type": "candidate", "session": ann.session, "candidate": {"candidate": "candidate:bad"}},
         "invalid-candidate",
+    )
+    # The public participant id names her to others; it is no handle on her session.
+    await refused(
+        {"type": "candidate", "session": ann.id, "candidate": None},
+        "unknown-session",
     )
     # A joiner into a p2p room that exists as an SFU room, and a full room.
     other = await WsClient.connect(gateway.http, gateway.base)

@@ -24,7 +24,9 @@ async def test_publish_and_watch_with_trickled_candidates_and_room_events(
     video = NumberedVideoTrack(320, 240)
     pub_pc, pub_session = await ws_publish(publisher_ws, "live", [video, ToneTrack()])
     joined = await watcher.next("publisher-joined")
-    assert joined["publisher"]["id"] == pub_session
+    # Watchers see the public id, never the session id that controls the session.
+    public = gateway.registry.sessions[pub_session].public_id
+    assert joined["publisher"]["id"] == public != pub_session
     assert sorted(t["kind"] for t in joined["publisher"]["tracks"]) == ["audio", "video"]
 
     sub_pc, sub_session, received, tasks = await ws_subscribe(watcher, "live")
@@ -39,7 +41,7 @@ async def test_publish_and_watch_with_trickled_candidates_and_room_events(
     await publisher_ws.send({"type": "leave", "session": pub_session})
     assert (await publisher_ws.next("session-ended"))["session"] == pub_session
     left = await watcher.next("publisher-left")
-    assert left["session"] == pub_session
+    assert left["publisher"] == public
     ended = await watcher.next("session-ended")
     assert ended == {"type": "session-ended", "session": sub_session, "reason": "publisher-left"}
     await wait_for(lambda: not gateway.registry.sessions)

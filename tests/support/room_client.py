@@ -25,7 +25,8 @@ class Participant:
         self.client = client
         self.name = name
         self.pc = new_peer()
-        self.id = ""
+        self.id = ""  # public participant id (what others see in events)
+        self.session = ""  # resource id (only this client knows it)
         self.joined: dict[str, Any] = {}
         self.publish: dict[str, str] = {}  # mid -> source
         self.published: dict[str, str] = {}  # mid -> track id (from track-published)
@@ -41,14 +42,20 @@ class Participant:
 
     @classmethod
     async def join(
-        cls, http: aiohttp.ClientSession, base: str, room: str, name: str
+        cls,
+        http: aiohttp.ClientSession,
+        base: str,
+        room: str,
+        name: str,
+        token: str | None = None,
     ) -> Participant:
-        client = await WsClient.connect(http, base)
+        client = await WsClient.connect(http, base, token)
         participant = cls(client, name)
         await client.request({"type": "join", "room": room, "name": name})
         reply = await client.next("joined", "error")
         assert reply["type"] == "joined", reply
         participant.id = reply["participant"]
+        participant.session = reply["session"]
         participant.joined = reply
         return participant
 
@@ -142,7 +149,7 @@ class Participant:
             return
         self._negotiated = True
         # First negotiation: trickle our candidates, take the gateway's.
-        await trickle(self.client, self.pc, self.id, offer)
+        await trickle(self.client, self.pc, self.session, offer)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         transceiver = next(t for t in self.pc.getTransceivers() if t.receiver.track is track)

@@ -26,11 +26,17 @@ class WsClient:
         self._next_id = 0
 
     @classmethod
-    async def connect(cls, http: aiohttp.ClientSession, base: str) -> WsClient:
+    async def connect(
+        cls, http: aiohttp.ClientSession, base: str, token: str | None = None
+    ) -> WsClient:
         ws = await http.ws_connect(base.replace("http", "ws", 1) + "/ws")
         client = cls(ws)
         hello = await client.next("hello")
-        assert hello["protocol"] == 1
+        assert hello["protocol"] == 2
+        if token is not None:
+            await client.send({"type": "auth", "token": token})
+            reply = await client.next("authenticated", "error")
+            assert reply["type"] == "authenticated", reply
         return client
 
     async def _read(self) -> None:

@@ -8,6 +8,7 @@ import aioice
 import aioice.ice
 import pytest
 
+from gateway.auth.principal import OPEN
 from gateway.config import IceServer, IceSettings
 from gateway.errors import GatewayError
 from gateway.signaling import ice
@@ -142,17 +143,17 @@ TURN = IceServer(
 
 
 def test_no_link_headers_without_servers() -> None:
-    assert link_headers(IceSettings()) == []
+    assert link_headers(IceSettings(), OPEN) == []
 
 
 def test_link_header_without_credentials() -> None:
-    assert link_headers(IceSettings(servers=[STUN])) == [
+    assert link_headers(IceSettings(servers=[STUN]), OPEN) == [
         '<stun:stun.example.org:3478>; rel="ice-server"'
     ]
 
 
 def test_link_headers_with_turn_credentials_one_per_url() -> None:
-    assert link_headers(IceSettings(servers=[STUN, TURN])) == [
+    assert link_headers(IceSettings(servers=[STUN, TURN]), OPEN) == [
         '<stun:stun.example.org:3478>; rel="ice-server"',
         '<turn:turn.example.org:3478?transport=udp>; rel="ice-server"; username="gw"; '
         'credential="s3cret"; credential-type="password"',
@@ -162,7 +163,7 @@ def test_link_headers_with_turn_credentials_one_per_url() -> None:
 
 
 def test_client_ice_servers() -> None:
-    assert client_ice_servers(IceSettings(servers=[STUN, TURN])) == [
+    assert client_ice_servers(IceSettings(servers=[STUN, TURN]), OPEN) == [
         {"urls": ["stun:stun.example.org:3478"]},
         {
             "urls": ["turn:turn.example.org:3478?transport=udp", "turns:turn.example.org:5349"],

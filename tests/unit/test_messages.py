@@ -224,7 +224,7 @@ def test_error_reply_for_a_refused_message_round_trips() -> None:
 
 
 def test_protocol_version() -> None:
-    assert PROTOCOL_VERSION == 1
+    assert PROTOCOL_VERSION == 2
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,1 @@
+"""Authentication: access tokens (JWT), their grants, and who a request comes from."""
