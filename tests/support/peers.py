@@ -26,6 +26,10 @@ def new_peer() -> RTCPeerConnection:
     return RTCPeerConnection(RTCConfiguration(iceServers=[]))
 
 
+def auth_headers(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token is not None else {}
+
+
 def prefer(transceiver: object, kind: str, codec: str) -> None:
     caps = RTCRtpSender.getCapabilities(kind).codecs
     chosen = [c for c in caps if c.name.lower() in (codec.lower(), "rtx")]
@@ -37,10 +41,11 @@ class Publisher:
     pc: RTCPeerConnection
     location: str
     tracks: list[MediaStreamTrack]
+    token: str | None = None  # the one it published with: its resource needs it
 
     async def close(self, http: aiohttp.ClientSession | None = None, base: str = "") -> None:
         if http is not None:
-            async with http.delete(base + self.location):
+            async with http.delete(base + self.location, headers=auth_headers(self.token)):
                 pass
         await self.pc.close()
 
@@ -51,6 +56,7 @@ async def whip_publish(
     room: str,
     tracks: list[MediaStreamTrack],
     video_codec: str = "VP8",
+    token: str | None = None,
 ) -> Publisher:
     pc = new_peer()
     for track in tracks:
@@ -60,13 +66,13 @@ async def whip_publish(
     async with http.post(
         f"{base}/whip/{room}",
         data=pc.localDescription.sdp,
-        headers={"Content-Type": "application/sdp"},
+        headers={"Content-Type": "application/sdp", **auth_headers(token)},
     ) as response:
         body = await response.text()
         assert response.status == 201, body
         location = response.headers["Location"]
     await pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
-    return Publisher(pc, location, tracks)
+    return Publisher(pc, location, tracks, token)
 
 
 @dataclass
@@ -90,12 +96,13 @@ class Viewer:
     received: Received
     tasks: list[asyncio.Task[None]]
     started_at: float
+    token: str | None = None
 
     async def close(self, http: aiohttp.ClientSession | None = None, base: str = "") -> None:
         for task in self.tasks:
             task.cancel()
         if http is not None:
-            async with http.delete(base + self.location):
+            async with http.delete(base + self.location, headers=auth_headers(self.token)):
                 pass
         await self.pc.close()
 
@@ -130,6 +137,7 @@ async def whep_watch(
     read: bool = True,
     pipeline: str | None = None,
     codec: str | None = None,
+    token: str | None = None,
 ) -> Viewer:
     pc = new_peer()
     received = Received()
@@ -149,13 +157,13 @@ async def whep_watch(
     async with http.post(
         f"{base}/whep/{room}{query}",
         data=pc.localDescription.sdp,
-        headers={"Content-Type": "application/sdp"},
+        headers={"Content-Type": "application/sdp", **auth_headers(token)},
     ) as response:
         body = await response.text()
         assert response.status == 201, body
         location = response.headers["Location"]
     await pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
-    return Viewer(pc, location, received, tasks, started)
+    return Viewer(pc, location, received, tasks, started, token)
 
 
 async def wait_for(predicate: object, timeout: float = 20.0, interval: float = 0.05) -> None:
