@@ -10,6 +10,7 @@ import sys
 from aiohttp import web
 
 from . import config as config_module
+from .access_log import AccessLogger
 from .app import create_app
 
 
@@ -45,7 +46,13 @@ def main(argv: list[str] | None = None) -> int:
         f"gateway: web UI at http://{_display(config.server.host)}:{config.server.port}/",
         flush=True,
     )
-    web.run_app(create_app(config), host=config.server.host, port=config.server.port, print=None)
+    web.run_app(
+        create_app(config),
+        host=config.server.host,
+        port=config.server.port,
+        print=None,
+        access_log_class=AccessLogger,
+    )
     return 0
 
 

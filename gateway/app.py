@@ -92,7 +92,10 @@ async def static_file(request: web.Request) -> web.FileResponse:
     path = WEB_ROOT / name
     if "/" in name or name.startswith(".") or not path.is_file():
         raise not_found(f"no page {request.path!r}")
-    return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
+    # A page opened with ?token= must not hand it to anyone in a Referer.
+    return web.FileResponse(
+        path, headers={"Cache-Control": "no-cache", "Referrer-Policy": "same-origin"}
+    )
 
 
 def create_app(config: Config, policy: AccessPolicy | None = None) -> web.Application:

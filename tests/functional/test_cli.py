@@ -45,14 +45,19 @@ async def test_starts_with_defaults_serves_and_stops_on_sigterm() -> None:
             async with http.get(f"http://127.0.0.1:{port}/") as response:
                 assert response.status == 200
                 assert "<html" in (await response.text()).lower()
-            # An open signaling socket must not hold up the shutdown.
-            ws = await http.ws_connect(f"ws://127.0.0.1:{port}/ws")
+            # An open signaling socket must not hold up the shutdown. Its token (ignored
+            # with auth off) must not reach the access log.
+            ws = await http.ws_connect(f"ws://127.0.0.1:{port}/ws?access_token=SECRET-VALUE")
             assert (await ws.receive_json())["type"] == "hello"
             process.send_signal(signal.SIGTERM)
             closing = await ws.receive()
             assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
             # Without closing it, aiohttp would wait its whole 60 s shutdown timeout.
             code = await asyncio.wait_for(process.wait(), timeout=30)
+            assert process.stderr is not None
+            log = (await process.stderr.read()).decode()
+            assert '"GET /ws?access_token=[redacted] HTTP/1.1" 101' in log, log
+            assert "SECRET-VALUE" not in log
     finally:
         if process.returncode is None:
             process.kill()
