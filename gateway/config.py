@@ -495,6 +495,7 @@ def is_loopback_host(host: str) -> bool:
 def _validate_processing(p: ProcessingSettings) -> None:
     # Imported here: building pipelines loads processors (and plug-ins); the rest of the
     # configuration does not need them.
+    from processors.assets import Assets
     from processors.registry import ProcessorConfigError, ProcessorRegistry
 
     def check(ok: bool, key: str, message: str) -> None:
@@ -510,7 +511,8 @@ def _validate_processing(p: ProcessingSettings) -> None:
     check(p.max_consecutive_failures >= 1, "max_consecutive_failures", "must be at least 1")
     if p.assets_dir is not None:
         check(bool(p.assets_dir.strip()), "assets_dir", "must be a directory path or null")
-    registry = ProcessorRegistry()
+    # Not deferred: a watermark's image is read and decoded now, so a bad one stops the start.
+    registry = ProcessorRegistry(assets=Assets(p.assets_dir))
     for name, spec in p.pipelines.items():
         check(
             PIPELINE_NAME.fullmatch(name) is not None,

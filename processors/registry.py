@@ -5,6 +5,10 @@ A pipeline spec is a list whose items are a processor name (``"grayscale"``), a 
 parameters (``{"blur": {"radius": 5}}``). A name is a built-in, a processor registered with
 :meth:`ProcessorRegistry.register`, an entry point of the group ``webrtc_gateway.processors``,
 or an import path ``"package.module:ClassName"``.
+
+A processor class whose ``uses_assets`` is true (the watermark) is constructed with the
+registry's :class:`~processors.assets.Assets` as ``assets=``: the one directory it may read
+files from. A registry without one gives processors no files at all.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeAlias
 
+from processors.assets import Assets
 from processors.base import (
     AudioProcessor,
     ParamError,
@@ -89,7 +94,10 @@ class ProcessorConfigError(ValueError):
 class ProcessorRegistry:
     """Names to processor classes. Not global: the gateway owns one (and tests their own)."""
 
-    def __init__(self, *, builtins: bool = True, entry_points: bool = True) -> None:
+    def __init__(
+        self, *, builtins: bool = True, entry_points: bool = True, assets: Assets | None = None
+    ) -> None:
+        self.assets = assets if assets is not None else Assets(None)
         self._classes: dict[str, type[Processor]] = {}
         self._entry_points: dict[str, importlib.metadata.EntryPoint] | None = (
             None if entry_points else {}
@@ -138,8 +146,19 @@ class ProcessorRegistry:
             processor=name,
         )
 
-    def create(self, item: SpecItem, *, pipeline: str = "", index: int | None = None) -> Processor:
-        """One processor from one spec item, its parameters validated."""
+    def create(
+        self,
+        item: SpecItem,
+        *,
+        pipeline: str = "",
+        index: int | None = None,
+        deferred: bool = False,
+    ) -> Processor:
+        """One processor from one spec item, its parameters validated.
+
+        ``deferred``: built where no file may be read (the event loop); processors using
+        assets check their names now and read the files later, in their worker thread.
+        """
         name, params = _parse_item(item, pipeline, index)
         try:
             cls = self.resolve(name)
@@ -147,6 +166,8 @@ class ProcessorRegistry:
             raise ProcessorConfigError(
                 str(error).split(": ", 1)[-1], pipeline=pipeline, index=index, processor=name
             ) from None
+        if getattr(cls, "uses_assets", False):
+            params["assets"] = self.assets.deferred() if deferred else self.assets
         try:
             return cls(**params)
         except ParamError as error:
@@ -161,13 +182,20 @@ class ProcessorRegistry:
         name: str = "",
         max_consecutive_failures: int | None = None,
         on_event: Callable[[PipelineEvent], None] | None = None,
+        deferred: bool = False,
     ) -> Pipeline:
-        """A Pipeline from a spec; every item is checked, the first error raised names it."""
+        """A Pipeline from a spec; every item is checked, the first error raised names it.
+
+        ``deferred``: see :meth:`create` (the gateway builds renditions' pipelines so).
+        """
         if isinstance(spec, str | bytes) or not isinstance(spec, Sequence):
             raise ProcessorConfigError(
                 f"a pipeline is a list of processors, got {type(spec).__name__}", pipeline=name
             )
-        processors = [self.create(item, pipeline=name, index=i) for i, item in enumerate(spec)]
+        processors = [
+            self.create(item, pipeline=name, index=i, deferred=deferred)
+            for i, item in enumerate(spec)
+        ]
         kinds = {p.kind for p in processors}
         if len(kinds) > 1:
             raise ProcessorConfigError("mixes video and audio processors", pipeline=name)

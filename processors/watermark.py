@@ -1,4 +1,4 @@
-"""watermark: alpha-blend an image file (PNG with transparency) into a corner of the picture."""
+"""watermark: alpha-blend an image asset (PNG with transparency) into a corner of the picture."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import av
 import numpy as np
 from numpy.typing import NDArray
 
+from processors.assets import AssetError, Assets
 from processors.base import (
     FrameContext,
     Param,
@@ -24,6 +25,14 @@ from processors.filters import chroma_mean, yuv_from_rgb
 from processors.overlay import POSITIONS
 
 Float = NDArray[np.float32]
+
+MAX_SIDE = 4096
+MAX_PIXELS = 1920 * 1080
+"""A decoded mark costs ~31 bytes a pixel (float planes, blended every frame): 64 MB here."""
+
+# The codec is chosen from the file's first bytes, so no FFmpeg demuxer (which could open
+# further URLs: playlists, concat lists) ever reads the file.
+_DECODERS = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "mjpeg"))
 
 
 @dataclass(frozen=True)
@@ -48,12 +57,29 @@ class Mark:
         return int(self.alpha.shape[0])
 
 
-def load_mark(path: str) -> Mark:
-    """Decode the first picture of an image file (PNG, JPEG, ... anything FFmpeg reads)."""
+def load_mark(data: bytes) -> Mark:
+    """Decode a PNG or JPEG image (its bytes), at most MAX_SIDE a side and MAX_PIXELS in all."""
+    codec = next((name for magic, name in _DECODERS if data.startswith(magic)), None)
+    if codec is None:
+        raise ValueError("not a PNG or JPEG image")
+    decoder = av.CodecContext.create(codec, "r")
+    assert isinstance(decoder, av.VideoCodecContext)
+    # The decoder refuses a larger picture before allocating it (a small file can claim a
+    # huge one).
+    decoder.options = {"max_pixels": str(MAX_PIXELS)}
+    try:
+        decoded = [*decoder.decode(av.Packet(data)), *decoder.decode(None)]
+    except av.FFmpegError:
+        raise ValueError(
+            f"not a decodable {codec.upper()} image of at most {MAX_PIXELS} pixels"
+        ) from None
+    if not decoded:
+        raise ValueError(f"not a decodable {codec.upper()} image")
+    frame = decoded[0]
+    if frame.width > MAX_SIDE or frame.height > MAX_SIDE:
+        raise ValueError(f"the image is {frame.width}x{frame.height}, more than {MAX_SIDE} a side")
     # PyAV decodes PNG with alpha already: no image library needed.
-    with av.open(path) as container:
-        frame = next(container.decode(video=0))
-        rgba = frame.to_ndarray(format="rgba").astype(np.float32)
+    rgba = frame.to_ndarray(format="rgba").astype(np.float32)
     rgb = rgba[..., :3]
     alpha = rgba[..., 3] / 255.0
     yuv = yuv_from_rgb(rgb)
@@ -64,8 +90,11 @@ class Watermark(VideoProcessor):
     """Blend an image (its alpha channel, times ``opacity``) into a corner of the picture.
 
     Parameters:
-        path (str, required): an image file readable by FFmpeg; PNG keeps its transparency.
-            Checked (decoded) when the parameter is set, so a bad path is refused up front.
+        path (str, required): an asset name (processors/assets.py): a PNG (which keeps its
+            transparency) or JPEG file inside ``processing.assets_dir``, at most 4096 pixels
+            a side and 1920x1080 in all. Read and decoded when the parameter is set, so a bad
+            one is refused up front; built with deferred assets (on the event loop), only the
+            name is checked then, and the file is read at the first frame, in the worker.
         position (str, top-left/top-right/bottom-left/bottom-right, default bottom-right).
         margin (int, 0..4096, default 16): pixels from the frame edges.
         opacity (float, 0..1, default 1.0): multiplies the image's own alpha.
@@ -74,37 +103,57 @@ class Watermark(VideoProcessor):
     """
 
     name = "watermark"
+    uses_assets: ClassVar[bool] = True
+    """The registry passes its :class:`Assets` as ``assets=``."""
     pixel_formats: ClassVar[tuple[PixelFormat, ...]] = (PixelFormat.YUV420P, PixelFormat.RGB24)
     schema = (
-        Param("path", str, maximum=4096, doc="image file (PNG with alpha)"),
+        Param("path", str, maximum=1024, doc="asset name of a PNG (with alpha) or JPEG image"),
         Param("position", str, "bottom-right", choices=POSITIONS, doc="corner"),
         Param("margin", int, 16, 0, 4096, doc="pixels from the edges"),
         Param("opacity", float, 1.0, 0.0, 1.0, doc="multiplies the image's alpha"),
     )
 
-    def __init__(self, **params: Any) -> None:
-        # Set before the base class validates (check() fills it).
+    def __init__(self, *, assets: Assets | None = None, **params: Any) -> None:
+        # Set before the base class validates (check() uses them).
+        self._assets = assets if assets is not None else Assets(None)
+        self._read_in_check = self._assets.eager
         self._marks: dict[str, Mark] = {}
         self._marks_lock = threading.Lock()
         super().__init__(**params)
+        # Updates read at once: whoever calls update() does it off the event loop.
+        self._read_in_check = True
 
     def check(self, params: Mapping[str, Any]) -> None:
-        path = str(params["path"])
         try:
-            mark = load_mark(path)
-        except (OSError, StopIteration, av.FFmpegError) as error:
-            raise ParamError("path", f"cannot read an image from {path!r}: {error}") from None
+            name = self._assets.check_name(params["path"])
+        except AssetError as error:
+            raise ParamError("path", str(error)) from None
+        if not self._read_in_check:
+            return
+        try:
+            mark = self._load(name)
+        except AssetError as error:
+            raise ParamError("path", str(error)) from None
         with self._marks_lock:
             # Only the current image is worth keeping (an update replaces it).
-            self._marks = {path: mark}
+            self._marks = {name: mark}
 
-    def _mark(self, path: str) -> Mark:
+    def _load(self, name: str) -> Mark:
+        data = self._assets.read(name)
+        try:
+            return load_mark(data)
+        except ValueError as error:
+            raise AssetError(f"asset {name!r}: {error}") from None
+
+    def _mark(self, name: str) -> Mark:
         with self._marks_lock:
-            mark = self._marks.get(path)
-        if mark is None:  # an update raced this frame: load it here, once
-            mark = load_mark(path)
+            mark = self._marks.get(name)
+        if mark is None:
+            # A deferred build's first frame, or an update raced this frame: load it here,
+            # in the worker thread, once (a failure is the stage's, counted by the pipeline).
+            mark = self._load(name)
             with self._marks_lock:
-                self._marks[path] = mark
+                self._marks[name] = mark
         return mark
 
     def process_yuv(self, image: YuvPlanes, ctx: FrameContext) -> YuvPlanes:

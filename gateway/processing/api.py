@@ -61,7 +61,7 @@ async def update_rendition(request: web.Request) -> web.Response:
         raise bad_request(
             "expected {stage: string, params?: object, enable?: boolean}", "invalid-message"
         )
-    return web.json_response(registry.renditions.update(target.id, stage, params, enable))
+    return web.json_response(await registry.renditions.update(target.id, stage, params, enable))
 
 
 async def switch_pipeline(request: web.Request) -> web.Response:

@@ -3,10 +3,12 @@ encoder per codec its viewers take."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from processors.assets import Assets
 from processors.base import ParamError
 from processors.pipeline import Pipeline, PipelineError, PipelineEvent
 from processors.registry import ProcessorConfigError, ProcessorRegistry
@@ -22,6 +24,10 @@ logger = logging.getLogger(__name__)
 
 # What a rendition can be encoded to, per kind, in order of preference.
 ENCODABLE = {"video": ("VP8", "H264"), "audio": ("opus",)}
+# Parameter updates validated at once, each in a thread of the default executor (a watermark
+# reads and decodes its image): a burst of them must not take every thread the gateway's
+# other file work uses.
+CONCURRENT_UPDATES = 2
 
 
 class Renditions:
@@ -29,7 +35,7 @@ class Renditions:
 
     def __init__(self, config: Config, registry: ProcessorRegistry | None = None) -> None:
         self._settings = config.processing
-        self._processors = registry or ProcessorRegistry()
+        self._processors = registry or ProcessorRegistry(assets=Assets(self._settings.assets_dir))
         self._rendition_settings = RenditionSettings(
             video_bitrate=self._settings.video_bitrate_kbps * 1000,
             audio_bitrate=self._settings.audio_bitrate_kbps * 1000,
@@ -38,7 +44,8 @@ class Renditions:
             queue_frames=self._settings.queue_frames,
             keyframe_request_interval_s=config.media.keyframe_request_interval_ms / 1000,
         )
-        # Built once at start (config.load already refused bad ones) to learn their kinds.
+        # Built once at start (config.load already refused bad ones, files read) to learn
+        # their kinds.
         self._kinds: dict[str, str] = {
             name: str(self._build(name).kind) for name in self._settings.pipelines
         }
@@ -46,12 +53,16 @@ class Renditions:
         # (room name, rendition, event): the registry tells the room's listeners.
         self.on_event: Callable[[str, Rendition, PipelineEvent], None] | None = None
         self.created = 0
+        self._updates: asyncio.Semaphore | None = None  # made on the loop, at first use
 
     def _build(self, name: str) -> Pipeline:
+        # On the event loop: deferred, so processors read their files (a watermark's image)
+        # in the rendition's worker thread, not here.
         return self._processors.build(
             self._settings.pipelines[name],
             name=name,
             max_consecutive_failures=self._settings.max_consecutive_failures,
+            deferred=True,
         )
 
     # -- names ----------------------------------------------------------------------------
@@ -145,7 +156,7 @@ class Renditions:
     def live(self) -> list[Rendition]:
         return list(self._live.values())
 
-    def update(
+    async def update(
         self, rendition_id: str, stage: str, params: Mapping[str, Any], enable: bool = False
     ) -> dict[str, Any]:
         """Change a live rendition's stage parameters (from its next frame); ``enable``
@@ -155,10 +166,17 @@ class Renditions:
             current = rendition.pipeline.stage(stage)
         except PipelineError as exc:
             raise not_found(str(exc), "unknown-stage") from exc
-        try:
-            applied = dict(rendition.pipeline.update(stage, **params)) if params else {}
-        except (ParamError, ProcessorConfigError) as exc:
-            raise bad_request(str(exc), "invalid-params") from exc
+        applied: dict[str, Any] = {}
+        if params:
+            if self._updates is None:
+                self._updates = asyncio.Semaphore(CONCURRENT_UPDATES)
+            try:
+                async with self._updates:
+                    # Validation may read a file (a watermark's image): never on the loop.
+                    changed = await asyncio.to_thread(rendition.pipeline.update, stage, **params)
+            except (ParamError, ProcessorConfigError) as exc:
+                raise bad_request(str(exc), "invalid-params") from exc
+            applied = dict(changed)
         if enable:
             rendition.pipeline.enable(stage)
         return {

@@ -192,7 +192,7 @@ class Channel:
         elif kind == "pipeline-update":
             target = self.registry.renditions.get(message["rendition"])
             self._check("control", target.room)
-            result = self.registry.renditions.update(
+            result = await self.registry.renditions.update(
                 message["rendition"],
                 message["stage"],
                 message.get("params", {}),

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import processors.blur as blur_module
+from processors.assets import Assets
 from processors.base import FrameContext, ParamError, Processor, VideoProcessor, YuvPlanes
 from processors.blur import Blur
 from processors.edges import Edges
@@ -336,20 +337,20 @@ def test_watermark_blends_with_its_alpha(tmp_path: Path) -> None:
     rgba[..., :3] = 255  # white
     rgba[:, :4, 3] = 255  # left half opaque
     rgba[:, 4:, 3] = 0  # right half transparent
-    path = tmp_path / "mark.png"
-    write_png(path, rgba)
+    write_png(tmp_path / "mark.png", rgba)
+    assets = Assets(tmp_path)
     image = YuvPlanes.filled(32, 32, y=16)
-    out = run(Watermark(path=str(path), position="top-left", margin=4), image)
+    out = run(Watermark(assets=assets, path="mark.png", position="top-left", margin=4), image)
     assert (out.y[4:12, 4:8] == 235).all()  # opaque white
     assert (out.y[4:12, 8:12] == 16).all()  # transparent: untouched
     assert (out.y[12:, :] == 16).all() and (out.y[:, 12:] == 16).all()
-    half = run(Watermark(path=str(path), position="top-left", margin=4, opacity=0.5), image)
-    assert (half.y[4:12, 4:8] == 126).all()  # (16 + 235) / 2
+    half = Watermark(assets=assets, path="mark.png", position="top-left", margin=4, opacity=0.5)
+    assert (run(half, image).y[4:12, 4:8] == 126).all()  # (16 + 235) / 2
 
 
 def test_watermark_refuses_a_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(ParamError, match="path"):
-        Watermark(path=str(tmp_path / "missing.png"))
+    with pytest.raises(ParamError, match=r"path.*no asset 'missing.png'"):
+        Watermark(assets=Assets(tmp_path), path="missing.png")
 
 
 def test_pixelate_makes_blocks_uniform_inside_the_rectangle_only() -> None:
