@@ -63,6 +63,18 @@ setup_ffprobe() {
     fi
 }
 
+setup_coturn() {
+    # The TURN tests relay media through a real coturn (Debian's turnserver), which each
+    # test starts itself on 127.0.0.1. On a systemd host the package also enables and
+    # starts its own service on every interface: stop that one, nothing here uses it.
+    if ! command -v turnserver >/dev/null; then
+        need_apt coturn
+        if [ -d /run/systemd/system ]; then
+            systemctl disable --now coturn >/dev/null 2>&1 || true
+        fi
+    fi
+}
+
 case "${1:-}" in
 run)
     shift
@@ -74,6 +86,7 @@ test)
     setup_venv "[test]"
     setup_chromium
     setup_ffprobe
+    setup_coturn
     "$VENV/bin/ruff" check gateway processors tests bench
     "$VENV/bin/ruff" format --check gateway processors tests bench
     "$VENV/bin/mypy"
