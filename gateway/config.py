@@ -339,6 +339,17 @@ def _validate(config: Config) -> None:
         "ice.transport_policy",
         f"must be all or relay, got {config.ice.transport_policy!r}",
     )
+    if config.ice.transport_policy == "relay":
+        # Relay-only with nothing to relay through: every session would time out.
+        check(
+            any(
+                url.startswith(("turn:", "turns:"))
+                for server in config.ice.servers
+                for url in server.urls
+            ),
+            "ice.transport_policy",
+            "relay needs a turn: server in ice.servers",
+        )
     for i, proxy in enumerate(s.trusted_proxies):
         check(_is_network(proxy), f"server.trusted_proxies[{i}]", f"{proxy!r} is not an IP network")
     m = config.media

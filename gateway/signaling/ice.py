@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import time
 from collections.abc import Callable
 
 import aioice.ice
@@ -68,9 +69,16 @@ def rtc_configuration(settings: IceSettings) -> RTCConfiguration:
     )
 
 
-def _credentials(server: IceServer, identity: str) -> tuple[str | None, str | None]:
+def _credentials(
+    server: IceServer, identity: str, token_expires_at: float | None = None
+) -> tuple[str | None, str | None]:
     if server.secret is not None:
-        return rest_credentials(server.secret, identity, server.ttl_s)
+        ttl_s = server.ttl_s
+        if token_expires_at is not None:
+            # A relay credential is worth no more than the token it was given for: it
+            # expires with it (at least a minute, so a token about to be refreshed works).
+            ttl_s = max(60, min(ttl_s, int(token_expires_at - time.time())))
+        return rest_credentials(server.secret, identity, ttl_s)
     return server.username, server.credential
 
 
@@ -88,7 +96,7 @@ def client_ice_servers(settings: IceSettings, principal: Principal) -> list[dict
         if not _entitled(s, principal):
             continue
         entry: dict[str, object] = {"urls": s.urls}
-        username, credential = _credentials(s, principal.identity)
+        username, credential = _credentials(s, principal.identity, principal.expires_at)
         if username is not None:
             entry["username"] = username
             entry["credential"] = credential
@@ -102,7 +110,7 @@ def link_headers(settings: IceSettings, principal: Principal) -> list[str]:
     for s in settings.servers:
         if not _entitled(s, principal):
             continue
-        username, credential = _credentials(s, principal.identity)
+        username, credential = _credentials(s, principal.identity, principal.expires_at)
         for url in s.urls:
             value = f'<{url}>; rel="ice-server"'
             if username is not None:

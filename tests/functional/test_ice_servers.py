@@ -99,6 +99,12 @@ async def test_turn_credentials_go_only_to_token_holders_and_expire() -> None:
                 fields["username"].strip('"'), fields["credential"].strip('"'), "alice"
             )
             assert 'username="u"; credential="p"' in links[2]
+            # A short-lived token gets a relay credential that expires with it.
+            brief = token("sam", "room", ttl_s=120)
+            async with http.options(base + "/whep/room", headers=bearer(brief)) as response:
+                short = response.headers.getall("Link")[1]
+            expiry = int(short.split('username="', 1)[1].split(":", 1)[0])
+            assert time.time() + 100 < expiry <= time.time() + 121
             client = await WsClient.connect(http, base, alice)
             authenticated = next(e for e in client.events if e["type"] == "authenticated")
             turn = authenticated["ice_servers"][1]

@@ -249,3 +249,17 @@ async def test_aioice_gathers_only_on_the_restricted_address() -> None:
         assert [c.host for c in hosts] == ["127.0.0.1"]
     finally:
         await connection.close()
+
+
+def test_relay_only_needs_a_turn_server() -> None:
+    from gateway.config import ConfigError, load
+
+    with pytest.raises(ConfigError, match=r"ice\.transport_policy: relay needs a turn: server"):
+        load(environ={"GATEWAY_ICE_TRANSPORT_POLICY": "relay"})
+    config = load(
+        environ={
+            "GATEWAY_ICE_TRANSPORT_POLICY": "relay",
+            "GATEWAY_ICE_SERVERS": "[{urls: ['turn:127.0.0.1:3478'], username: u, credential: p}]",
+        }
+    )
+    assert config.ice.transport_policy == "relay"
