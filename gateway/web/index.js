@@ -1,4 +1,6 @@
-// The room list: polls GET /api/rooms every 2 s.
+// The room list: polls GET /api/rooms every 2 s (with auth on, a token with `roomList`).
+
+import { authFetch, waitingForToken } from "./token.js";
 
 const tbody = document.getElementById("rooms");
 const empty = document.getElementById("empty");
@@ -36,10 +38,14 @@ function render(rooms) {
 }
 
 async function poll() {
+  if (waitingForToken()) return; // the prompt's token reloads the page
   try {
-    const response = await fetch("/api/rooms", { cache: "no-store" });
-    if (!response.ok) throw new Error(`GET /api/rooms: HTTP ${response.status}`);
-    render((await response.json()).rooms);
+    const response = await authFetch("/api/rooms", { cache: "no-store" });
+    const body = await response.json().catch(() => null);
+    if (!response.ok) {
+      throw new Error(body?.message ? `${body.message} (${body.error})` : `GET /api/rooms: HTTP ${response.status}`);
+    }
+    render(body.rooms);
     error.hidden = true;
   } catch (err) {
     error.textContent = `Cannot list rooms: ${err.message}`;

@@ -2,8 +2,10 @@
 // Query: ?room=NAME[&width=1280&height=720][&hint=motion|detail]
 // `hint` sets the camera track's contentHint: "detail" asks the encoder to keep the
 // resolution and drop frame rate under CPU or bandwidth pressure.
+// With auth on, ?token= (or the prompt) gives the token; it needs `canPublish` for the room.
 
 import { Signaling } from "./signaling.js";
+import { onToken } from "./token.js";
 
 const params = new URLSearchParams(location.search);
 const room = params.get("room") ?? "";
@@ -18,7 +20,7 @@ const micSelect = $("microphone");
 const startButton = $("start");
 const stopButton = $("stop");
 
-const publishState = (window.publishState = { state: "idle", sessionId: null });
+const publishState = (window.publishState = { state: "idle", sessionId: null, identity: null });
 const signaling = new Signaling();
 let stream = null;
 let session = null;
@@ -27,7 +29,8 @@ function setState(state) {
   publishState.state = state;
   publishState.sessionId = session?.id ?? null;
   $("status").textContent = state;
-  $("session").textContent = publishState.sessionId ? `session ${publishState.sessionId}` : "";
+  const as = publishState.identity ? ` as ${publishState.identity}` : ""; // the token's identity
+  $("session").textContent = publishState.sessionId ? `session ${publishState.sessionId}${as}` : "";
   const active = session !== null && !session.closed;
   startButton.disabled = active || stream === null;
   stopButton.disabled = !active;
@@ -89,6 +92,7 @@ async function start() {
   setState("connecting signaling");
   try {
     await signaling.connect();
+    publishState.identity = signaling.identity;
     session = signaling.createSession(room);
     session.addEventListener("state", (e) => setState(e.detail));
     session.addEventListener("ended", (e) => {
@@ -125,6 +129,7 @@ async function init() {
     if (session) showError("The connection to the gateway was lost");
   });
   startButton.addEventListener("click", start);
+  onToken(start); // the page talks to the gateway only to publish: a new token retries that
   stopButton.addEventListener("click", stop);
   cameraSelect.addEventListener("change", changeDevice);
   micSelect.addEventListener("change", changeDevice);

@@ -1,6 +1,10 @@
 // The recordings page: lists GET /api/recordings (every 3 s), plays one in the <video>
 // (the server answers Range requests, so the player can seek), downloads, deletes,
 // and starts/stops recording a room. Query: ?play=ID plays that recording at once.
+// With auth on, the API calls carry the page's token (a `roomRecord` grant); the player
+// and the download link use the listing's signed URLs, which need none.
+
+import { authFetch, waitingForToken } from "./token.js";
 
 const $ = (id) => document.getElementById(id);
 const tbody = $("recordings");
@@ -15,7 +19,7 @@ function showError(message) {
 }
 
 async function call(method, url) {
-  const response = await fetch(url, { method, cache: "no-store" });
+  const response = await authFetch(url, { method, cache: "no-store" });
   if (!response.ok) {
     let message = `${method} ${url}: HTTP ${response.status}`;
     try {
@@ -54,6 +58,13 @@ function button(label, onClick, className) {
   return b;
 }
 
+/** The signed URL with download=1 added (its signature covers the path, not the query). */
+function downloadUrl(url) {
+  const download = new URL(url, location.href);
+  download.searchParams.set("download", "1");
+  return `${download.pathname}${download.search}`;
+}
+
 function play(recording) {
   recordingsState.playing = recording.id;
   player.hidden = false;
@@ -85,7 +96,7 @@ function render(recordings) {
       tr.dataset.id = recording.id;
       const actions = document.createElement("td");
       const download = document.createElement("a");
-      download.href = `${recording.url}?download=1`;
+      download.href = downloadUrl(recording.url);
       download.textContent = "Download";
       actions.append(button("Play", () => play(recording), "play"), " ", download);
       if (recording.state !== "recording") {
@@ -106,6 +117,7 @@ function render(recordings) {
 }
 
 async function refresh() {
+  if (waitingForToken()) return; // the prompt's token reloads the page
   try {
     const { recordings } = await call("GET", "/api/recordings");
     recordingsState.recordings = recordings;

@@ -27,16 +27,22 @@
 // the grace period is over), the page ends as before and offers to join again.
 // window.roomDropSocket() closes the socket without leaving, as a network drop would.
 //
+// With auth on, ?token= (or the prompt) gives the token: the gateway names us by its
+// identity and display name (its `name`, else the `name` asked for, which defaults to the
+// token's name or identity), and shows every participant's identity beside their name.
+//
 // window.roomState is kept current for tests and debugging:
-//   {participantId, mode, state, connection, error, tiles: {id: {name, framesDecoded, width,
-//    height, videoMuted, audioMuted, connection, videos, audios, audioPackets}},
-//    chat: [messages]}
+//   {participantId, identity, name, mode, state, connection, error, tiles: {id: {name,
+//    identity, framesDecoded, width, height, videoMuted, audioMuted, connection, videos,
+//    audios, audioPackets}}, chat: [messages]}
 
 import { RemoteCandidates, Signaling } from "./signaling.js";
+import { claims } from "./token.js";
 
 const params = new URLSearchParams(location.search);
 const roomName = params.get("room") ?? "";
-const displayName = params.get("name") ?? "";
+// Without ?name=, a token's own name (or identity) is the one to ask for.
+let displayName = params.get("name") || claims()?.name || claims()?.sub || "";
 const requestedMode = params.get("mode") || null; // null: the room's mode
 const width = Number(params.get("width")) || 1280;
 const height = Number(params.get("height")) || 720;
@@ -47,6 +53,8 @@ const SOURCES = ["camera", "microphone", "screen"];
 
 const roomState = (window.roomState = {
   participantId: null,
+  identity: null, // the token's identity the gateway knows us by (null: auth off)
+  name: null, // the name the room shows for us
   mode: null,
   state: "idle",
   connection: "new", // sfu: our connection with the gateway
@@ -242,10 +250,11 @@ class Tile {
   items = []; // what we receive from them now
   main = null; // the media item whose frames are counted (their camera, else first video)
 
-  constructor(id, name) {
+  constructor(id, name, identity) {
     this.id = id;
     this.state = {
       name,
+      identity,
       framesDecoded: 0,
       width: 0,
       height: 0,
@@ -266,11 +275,15 @@ class Tile {
     this.nameEl = document.createElement("span");
     this.nameEl.className = "name";
     this.nameEl.textContent = name;
+    // The token's identity is what the gateway vouches for; a display name is chosen freely.
+    this.identityEl = document.createElement("span");
+    this.identityEl.className = "identity muted";
+    this.identityEl.textContent = identity && identity !== name ? `(${identity})` : "";
     this.flags = document.createElement("span");
     this.flags.className = "flags";
     this.info = document.createElement("span");
     this.info.className = "info muted";
-    caption.append(this.nameEl, " ", this.flags, " ", this.info);
+    caption.append(this.nameEl, " ", this.identityEl, " ", this.flags, " ", this.info);
     this.figure.append(this.media, caption);
     $("tiles").append(this.figure);
     this.render();
@@ -336,8 +349,9 @@ class Tile {
 
 function addParticipant(participant) {
   if (participant.id === roomState.participantId || participants.has(participant.id)) return;
-  participants.set(participant.id, { id: participant.id, name: participant.name });
-  tiles.set(participant.id, new Tile(participant.id, participant.name));
+  const identity = participant.identity ?? null;
+  participants.set(participant.id, { id: participant.id, name: participant.name, identity });
+  tiles.set(participant.id, new Tile(participant.id, participant.name, identity));
   for (const track of participant.tracks ?? []) addRemoteTrack(participant.id, track);
   renderChatTargets();
 }
@@ -945,6 +959,10 @@ async function join() {
     return;
   }
   roomState.participantId = joined.participant;
+  roomState.identity = joined.identity ?? null;
+  roomState.name = joined.name ?? displayName;
+  displayName = roomState.name; // a token's name wins over the one we asked for
+  renderOwnTile();
   sessionId = joined.session;
   resumeToken = joined.resume_token ?? null;
   roomState.mode = joined.room.mode;

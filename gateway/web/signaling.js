@@ -13,6 +13,13 @@
 // `chat`, `signal`, ...) and `candidate`s for a session no PeerSession owns (a participant's
 // one connection, which room.js manages); `request({type: "join", ...})` resolves with `joined`
 // (and `request({type: "resume", ...})` with `resumed`).
+//
+// With auth on, `hello` says `auth_required`: connect() then sends the page's token
+// (token.js) in an `auth` message and resolves on `authenticated`, whose ice_servers
+// (TURN credentials for this identity) replace hello's. Without a token, or when the
+// gateway refuses it, connect() rejects and token.js asks the user for one.
+
+import { TOKEN_CODES, notAllowed, refused, token } from "./token.js";
 
 export class SignalingError extends Error {
   constructor(code, message) {
@@ -24,6 +31,8 @@ export class SignalingError extends Error {
 
 // Id prefix of messages about an existing session (candidate, leave): they have no reply.
 const SESSION_NOTE = "session:";
+// The gateway's close code for a socket that sent no good token in time.
+const AUTH_TIMEOUT_CLOSE = 4401;
 
 function defaultUrl() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
@@ -32,6 +41,8 @@ function defaultUrl() {
 
 export class Signaling extends EventTarget {
   iceServers = [];
+  identity = null; // the token's identity the gateway acts for (null: anonymous, auth off)
+  name = null; // the token's display name, if it has one
   #url;
   #ws = null;
   #connecting = null;
@@ -61,11 +72,22 @@ export class Signaling extends EventTarget {
         }
         if (message.type === "hello") {
           this.iceServers = message.ice_servers ?? [];
-          resolve(this);
+          this.identity = message.identity ?? null;
+          if (!message.auth_required) resolve(this);
+          else {
+            this.#authenticate().then(
+              () => resolve(this),
+              (err) => {
+                reject(err);
+                ws.close(); // the gateway would close it after auth.ws_auth_timeout_s
+              },
+            );
+          }
         }
         this.#dispatch(message);
       };
       ws.onclose = (event) => {
+        if (event.code === AUTH_TIMEOUT_CLOSE) refused("token-required", event.reason);
         reject(new SignalingError("closed", `cannot connect to ${this.#url}`));
         this.#closed(event);
       };
@@ -75,6 +97,19 @@ export class Signaling extends EventTarget {
 
   close() {
     this.#ws?.close();
+  }
+
+  /** Sends the page's token; resolves on `authenticated`. */
+  async #authenticate() {
+    const value = token();
+    if (!value) {
+      refused("token-required", "no token");
+      throw new SignalingError("token-required", "this gateway needs an access token");
+    }
+    const reply = await this.request({ type: "auth", token: value }); // a refusal: see #dispatch
+    this.iceServers = reply.ice_servers ?? this.iceServers;
+    this.identity = reply.identity ?? null;
+    this.name = reply.name || null;
   }
 
   send(message) {
@@ -118,6 +153,7 @@ export class Signaling extends EventTarget {
     const pending = message.id != null ? this.#pending.get(message.id) : undefined;
     switch (message.type) {
       case "answer":
+      case "authenticated": // reply to `auth`
       case "joined": // reply to a room `join`
       case "resumed": // reply to a room `resume`
       case "pong":
@@ -131,6 +167,9 @@ export class Signaling extends EventTarget {
         pending.resolve(message);
         return;
       case "error":
+        // No token, a bad one, or it expired: the page asks for another.
+        if (TOKEN_CODES.has(message.code)) refused(message.code, message.message);
+        else if (message.code === "forbidden") notAllowed(message.message);
         if (pending) {
           this.#pending.delete(message.id);
           pending.reject(new SignalingError(message.code, message.message));

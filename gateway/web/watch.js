@@ -3,8 +3,10 @@
 // processing pipelines (GET /api/pipelines). The Filter picker switches pipeline while
 // watching (PUT /api/sessions/ID/pipeline), on the same peer connection.
 // Live numbers are on window.watchStats (and in #stat-* / #proc-* elements).
+// With auth on, ?token= (or the prompt) gives the token; it needs `canSubscribe` for the room.
 
 import { Signaling, SignalingError } from "./signaling.js";
+import { authFetch, waitingForToken } from "./token.js";
 
 const query = new URLSearchParams(location.search);
 const room = query.get("room") ?? "";
@@ -87,7 +89,7 @@ function pipelineLabel(name) {
  * one too: the gateway's refusal then says what is configured). */
 async function loadPipelines() {
   try {
-    const response = await fetch("/api/pipelines", { cache: "no-store" });
+    const response = await authFetch("/api/pipelines", { cache: "no-store" });
     const body = await response.json().catch(() => null);
     if (!response.ok) throw new Error(body?.message ?? `HTTP ${response.status}`);
     for (const p of body.pipelines ?? []) pipelines.set(p.name, p);
@@ -143,7 +145,7 @@ function renderProcessing() {
 }
 
 async function putPipeline(sessionId, pipeline, mid = null) {
-  const response = await fetch(`/api/sessions/${encodeURIComponent(sessionId)}/pipeline`, {
+  const response = await authFetch(`/api/sessions/${encodeURIComponent(sessionId)}/pipeline`, {
     method: "PUT",
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify(mid == null ? { pipeline } : { pipeline, mid }),
@@ -207,7 +209,7 @@ picker.addEventListener("change", () => {
 async function sampleRendition() {
   const id = stats.rendition;
   if (!id) return;
-  const response = await fetch(`/api/renditions/${encodeURIComponent(id)}`, { cache: "no-store" });
+  const response = await authFetch(`/api/renditions/${encodeURIComponent(id)}`, { cache: "no-store" });
   if (stats.rendition !== id) return;
   if (!response.ok) {
     stats.processing = null; // ended (e.g. its source left); the next switch names the new one
@@ -335,7 +337,8 @@ function renderIngest() {
 
 /** What the gateway receives from the room's (first) video publisher. */
 async function sampleIngest() {
-  const response = await fetch(`/api/rooms/${encodeURIComponent(room)}`, { cache: "no-store" });
+  if (waitingForToken()) return;
+  const response = await authFetch(`/api/rooms/${encodeURIComponent(room)}`, { cache: "no-store" });
   const body = response.ok ? await response.json() : null;
   const track = body?.tracks?.find((t) => t.kind === "video" && t.ingest);
   stats.ingest = track ? { ...track.ingest, resolution: track.resolution } : null;
@@ -364,6 +367,10 @@ async function connect() {
     if (d.rendition === stats.rendition) showError(`Filter ${d.pipeline}: ${d.stage} disabled after errors: ${d.message}`);
   });
   signaling.addEventListener("close", () => {
+    if (waitingForToken()) {
+      stopWatching("waiting for an access token"); // the prompt's token reloads the page
+      return;
+    }
     stopWatching("disconnected; reconnecting");
     setTimeout(connect, 2000);
   });

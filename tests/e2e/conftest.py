@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+import aiohttp
 import numpy as np
 import pytest
+import pytest_asyncio
+from aiohttp import web
 from playwright.async_api import Browser, async_playwright
+
+from gateway.app import create_app
+from gateway.config import Config
+from tests.conftest import RunningGateway
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -83,10 +91,8 @@ def chromium() -> Path:
     return CHROMIUM
 
 
-@pytest.fixture
-async def browser(chromium: Path, fake_camera: Path) -> AsyncIterator[Browser]:
-    """Headless Chromium whose camera is ``fake_camera``; one per test (Playwright's
-    objects belong to the test's event loop)."""
+@asynccontextmanager
+async def launch(chromium: Path, fake_camera: Path) -> AsyncIterator[Browser]:
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
             executable_path=str(chromium),
@@ -97,3 +103,34 @@ async def browser(chromium: Path, fake_camera: Path) -> AsyncIterator[Browser]:
             yield browser
         finally:
             await browser.close()
+
+
+@pytest.fixture
+async def browser(chromium: Path, fake_camera: Path) -> AsyncIterator[Browser]:
+    """Headless Chromium whose camera is ``fake_camera``; one per test (Playwright's
+    objects belong to the test's event loop)."""
+    async with launch(chromium, fake_camera) as browser:
+        yield browser
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def module_browser(chromium: Path, fake_camera: Path) -> AsyncIterator[Browser]:
+    """One Chromium for a whole module, whose tests then run in the module's event loop
+    (``pytest.mark.asyncio(loop_scope="module")``); each test opens its own contexts."""
+    async with launch(chromium, fake_camera) as browser:
+        yield browser
+
+
+@asynccontextmanager
+async def serve(config: Config) -> AsyncIterator[RunningGateway]:
+    """A gateway on loopback for as long as the block lasts (module-scoped fixtures use
+    it where the ``gateway`` fixture is per test)."""
+    app = create_app(config)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", config.server.port).start()
+        async with aiohttp.ClientSession() as http:
+            yield RunningGateway(f"http://127.0.0.1:{config.server.port}", app, http, config)
+    finally:
+        await runner.cleanup()

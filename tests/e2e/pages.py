@@ -17,6 +17,31 @@ logger = logging.getLogger("chromium")
 # Conditions get generous time: the 2 cores are shared with other work.
 TIMEOUT_S = 30.0
 
+# Both sides are non-trickle: the offer goes out once ICE gathering is complete, and the
+# gateway's answer carries its candidates.
+GATHERED = """
+async function gathered(pc) {
+  await pc.setLocalDescription(await pc.createOffer());
+  if (pc.iceGatheringState !== "complete") {
+    await new Promise((resolve) => pc.addEventListener("icegatheringstatechange",
+      () => pc.iceGatheringState === "complete" && resolve()));
+  }
+  return pc.localDescription.sdp;
+}
+async function post(url, sdp) {
+  const response = await fetch(url, {
+    method: "POST", headers: {"Content-Type": "application/sdp"}, body: sdp,
+  });
+  const body = await response.text();
+  if (response.status !== 201) throw new Error(`POST ${url}: ${response.status} ${body}`);
+  const type = response.headers.get("Content-Type") ?? "";
+  if (type.split(";")[0].trim() !== "application/sdp") throw new Error(`answer type ${type}`);
+  const location = response.headers.get("Location");
+  if (!location) throw new Error(`POST ${url}: no Location`);
+  return {location, answer: body};
+}
+"""
+
 
 async def open_page(
     context: BrowserContext, url: str, name: str, setup: Callable[[Page], None] | None = None
@@ -50,7 +75,14 @@ async def poll(check: Callable[[], Awaitable[bool]], what: str, timeout: float =
         await asyncio.sleep(0.25)
 
 
-async def start_publisher(context: BrowserContext, base: str, room: str) -> Page:
+def with_token(url: str, token: str | None) -> str:
+    """``url`` with ``&token=`` (the web app's way in when auth is on) if there is one."""
+    return url if token is None else f"{url}&token={token}"
+
+
+async def start_publisher(
+    context: BrowserContext, base: str, room: str, token: str | None = None
+) -> Page:
     """publish.html with the fake camera, publishing until the page closes.
 
     hint=detail keeps the camera's resolution (the encoder drops frame rate instead):
@@ -58,6 +90,7 @@ async def start_publisher(context: BrowserContext, base: str, room: str) -> Page
     of seconds to come back, and the tests check that viewers get the published size.
     """
     url = f"{base}/publish.html?room={room}&width={CAMERA_WIDTH}&height={CAMERA_HEIGHT}&hint=detail"
+    url = with_token(url, token)
     page = await open_page(context, url, f"publish {room}")
     await wait_js(page, "window.publishState && window.publishState.state === 'ready'")
     await page.click("#start")
@@ -66,9 +99,12 @@ async def start_publisher(context: BrowserContext, base: str, room: str) -> Page
     return page
 
 
-async def open_watcher(context: BrowserContext, base: str, room: str) -> Page:
+async def open_watcher(
+    context: BrowserContext, base: str, room: str, token: str | None = None
+) -> Page:
     """watch.html, once it has decoded a first frame."""
-    page = await open_page(context, f"{base}/watch.html?room={room}", f"watch {room}")
+    url = with_token(f"{base}/watch.html?room={room}", token)
+    page = await open_page(context, url, f"watch {room}")
     await wait_js(page, "window.watchStats && window.watchStats.framesDecoded > 0")
     return page
 

@@ -54,6 +54,9 @@ async def test_publish_page_to_watch_page(gateway: RunningGateway, browser: Brow
     assert not await watcher.is_visible("#error")
     assert not await publisher.is_visible("#error")
     assert await publisher.text_content("#status") == "connected"
+    # Auth is off: the pages never ask for a token (token.js builds no prompt).
+    for page in (publisher, watcher):
+        assert await page.locator("#token-prompt").count() == 0
 
     room = room_stats(await gateway.stats(), "e2e-pages")
     video = next(t for t in room["tracks"] if t["kind"] == "video")

@@ -9,34 +9,9 @@ from tests.conftest import RunningGateway
 from tests.support.peers import whep_watch
 
 from .conftest import CAMERA_HEIGHT, CAMERA_WIDTH
-from .pages import assert_frames_grow, open_page, poll, wait_js
+from .pages import GATHERED, assert_frames_grow, open_page, poll, wait_js
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(90)]
-
-# Both sides are non-trickle: the offer goes out once ICE gathering is complete, and the
-# gateway's answer carries its candidates.
-GATHERED = """
-async function gathered(pc) {
-  await pc.setLocalDescription(await pc.createOffer());
-  if (pc.iceGatheringState !== "complete") {
-    await new Promise((resolve) => pc.addEventListener("icegatheringstatechange",
-      () => pc.iceGatheringState === "complete" && resolve()));
-  }
-  return pc.localDescription.sdp;
-}
-async function post(url, sdp) {
-  const response = await fetch(url, {
-    method: "POST", headers: {"Content-Type": "application/sdp"}, body: sdp,
-  });
-  const body = await response.text();
-  if (response.status !== 201) throw new Error(`POST ${url}: ${response.status} ${body}`);
-  const type = response.headers.get("Content-Type") ?? "";
-  if (type.split(";")[0].trim() !== "application/sdp") throw new Error(`answer type ${type}`);
-  const location = response.headers.get("Location");
-  if (!location) throw new Error(`POST ${url}: no Location`);
-  return {location, answer: body};
-}
-"""
 
 WHIP_PUBLISH = (
     "async ({room, width, height, codec}) => {"
