@@ -158,7 +158,7 @@ class AuthSettings:
     anonymous: dict[str, Any] | None = None
     default_pipelines: list[str] = field(default_factory=lambda: ["*"])
     duplicate_identity: str = "replace"
-    signed_url_ttl_s: float = 300.0
+    signed_url_ttl_s: float = 3600.0
     url_signing_secret: str | None = None
     ws_auth_timeout_s: float = 10.0
 
