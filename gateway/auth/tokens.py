@@ -121,10 +121,8 @@ class TokenVerifier:
         except GrantError as exc:
             raise unauthorized(f"invalid grant: {exc}") from exc
         expires = claims.get("exp")
-        return Principal(
-            identity,
-            grants,
-            name=name,
-            expires_at=float(expires) if isinstance(expires, int | float) else None,
-            key=key_id,
-        )
+        try:
+            expires_at = float(expires) if isinstance(expires, int | float) else None
+        except OverflowError:  # PyJWT takes any integer; a float holds up to ~1.8e308
+            raise unauthorized("'exp' is out of range") from None
+        return Principal(identity, grants, name=name, expires_at=expires_at, key=key_id)

@@ -21,7 +21,9 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
         body = json.loads(await request.read() or b"{}")
     except web.HTTPRequestEntityTooLarge as exc:
         raise GatewayError(413, "body-too-large", f"the body exceeds {limit} bytes") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+    # ValueError: besides JSONDecodeError and UnicodeDecodeError, json refuses integers of
+    # more than 4300 digits with a plain ValueError.
+    except (ValueError, RecursionError) as exc:
         raise bad_request(f"the body is not valid JSON: {exc}", "invalid-json") from exc
     if not isinstance(body, dict):
         raise bad_request("the body must be a JSON object", "invalid-json")

@@ -277,7 +277,8 @@ class Registry:
                 raise bad_request("data channel messages are JSON objects", "invalid-message")
             to = data.get("to")
             self.chat(session, data.get("text"), to if isinstance(to, str) else None)
-        except json.JSONDecodeError:
+        # ValueError covers JSONDecodeError and integers of more than 4300 digits.
+        except (ValueError, RecursionError):
             session.deliver({"type": "error", "code": "invalid-json", "message": "not valid JSON"})
         except GatewayError as exc:
             session.deliver({"type": "error", "code": exc.code, "message": exc.message})

@@ -62,7 +62,8 @@ class Message:
 def parse(text: str) -> Message:
     try:
         data = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    # ValueError, not only JSONDecodeError: integers of more than 4300 digits raise it.
+    except (ValueError, RecursionError) as exc:
         raise ProtocolError("invalid-json", f"the message is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise ProtocolError("invalid-message", "a message must be a JSON object")

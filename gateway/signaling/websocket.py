@@ -94,7 +94,9 @@ class Channel:
             request_id = message.request_id
             if message.type == "auth":
                 await self._auth(message)
-            elif message.type != "ping" and self.caller is None:
+            elif message.type == "ping":  # before `auth` too: it only says the socket is alive
+                self.send({"type": "pong", "id": message.request_id})
+            elif self.caller is None:
                 raise unauthorized("send an `auth` message with a token first", "token-required")
             else:
                 await self._dispatch(message)
@@ -149,9 +151,7 @@ class Channel:
     async def _dispatch(self, message: messages.Message) -> None:
         assert self.caller is not None
         kind = message.type
-        if kind == "ping":
-            self.send({"type": "pong", "id": message.request_id})
-        elif kind in ("publish", "subscribe"):
+        if kind in ("publish", "subscribe"):
             await self._negotiate(message)
         elif kind == "candidate":
             session = self._own(message["session"])

@@ -84,6 +84,14 @@ async def test_chat_over_a_data_channel(gateway: RunningGateway) -> None:
     assert chats(ann) == []
     channel.send("not json")
     await wait_for(lambda: on_channel[-1].get("code") == "invalid-json")
+    # JSON that json still refuses, under a size bound raised to let it through: a
+    # number of more than 4300 digits, nesting deeper than the recursion limit.
+    gateway.config.rooms.chat_max_bytes = 4096
+    for text in ('{"text": ' + "9" * 5000 + "}", "[" * 4000 + "]" * 4000):
+        count = len(on_channel)
+        channel.send(text)
+        await wait_for(lambda: len(on_channel) > count)  # noqa: B023
+        assert on_channel[-1]["code"] == "invalid-json"
     await ann.close()
     await bob.close()
 
