@@ -11,6 +11,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -450,8 +451,11 @@ def _validate_auth(config: Config) -> None:
     if a.jwks is not None:
         check(bool(a.jwks.strip()), "jwks", "must be a file path or an https:// URL")
         if "://" in a.jwks:
+            # The host as a client will read it: "http://127.0.0.1.example" is not loopback.
+            url = urlsplit(a.jwks)
             check(
-                a.jwks.startswith(("https://", "http://127.0.0.1", "http://localhost")),
+                url.scheme == "https"
+                or (url.scheme == "http" and is_loopback_host(url.hostname or "")),
                 "jwks",
                 "a JWKS URL must be https:// (or http on loopback)",
             )

@@ -80,7 +80,7 @@ class JwksSource:
             async with aiohttp.ClientSession(timeout=timeout) as http:
                 async with http.get(self.location, allow_redirects=False) as response:
                     response.raise_for_status()
-                    raw = await response.content.read(MAX_JWKS_BYTES + 1)
+                    raw = await _read_body(response.content, MAX_JWKS_BYTES + 1)
         else:
             raw = await asyncio.to_thread(_read_file, Path(self.location))
         if len(raw) > MAX_JWKS_BYTES:
@@ -94,6 +94,17 @@ class JwksSource:
         while True:
             await asyncio.sleep(self.refresh_s)
             await self.refresh()
+
+
+async def _read_body(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """Up to ``limit`` bytes of a response: one read(n) returns only what has arrived."""
+    raw = bytearray()
+    while len(raw) < limit:
+        chunk = await stream.read(limit - len(raw))
+        if not chunk:
+            break
+        raw.extend(chunk)
+    return bytes(raw)
 
 
 def _read_file(path: Path) -> bytes:

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from gateway.config import Config, ConfigError, IceServer, load
+from gateway.config import (
+    AuthKey,
+    Config,
+    ConfigError,
+    IceServer,
+    LimitSettings,
+    check_exposure,
+    load,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -271,3 +280,270 @@ def test_bad_pipelines_are_refused_at_load(tmp_path: Path, yaml_text: str, expec
 def test_pipelines_from_the_environment() -> None:
     config = load(None, environ={"GATEWAY_PROCESSING_PIPELINES": "{only: [edges]}"})
     assert config.processing.pipelines == {"only": ["edges"]}
+
+
+# --- auth, limits and the other security settings -------------------------------------------
+
+SECRET32 = "k" * 32
+
+
+def auth_yaml(**settings: str) -> str:
+    body = ", ".join(f"{key}: {value}" for key, value in settings.items())
+    return f"auth: {{{body}}}\n"
+
+
+def test_auth_keys_and_grants_from_yaml(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        f"""
+auth:
+  enabled: true
+  keys: [{{key: APIgateway1, secret: "{SECRET32}"}}, {{key: second, secret: "{"z" * 40}"}}]
+  audience: gw
+  anonymous: {{room: "public-*", roomJoin: true, canSubscribe: true}}
+  default_pipelines: [gray, "small*"]
+  duplicate_identity: refuse
+limits: {{max_m_lines: 4, sessions_per_ip_per_s: 0.5}}
+""",
+    )
+    config = load(path, environ={})
+    assert config.auth.enabled
+    assert config.auth.keys == [AuthKey("APIgateway1", SECRET32), AuthKey("second", "z" * 40)]
+    assert config.auth.audience == "gw"
+    assert config.auth.anonymous == {"room": "public-*", "roomJoin": True, "canSubscribe": True}
+    assert config.auth.default_pipelines == ["gray", "small*"]
+    assert config.auth.duplicate_identity == "refuse"
+    assert config.limits.max_m_lines == 4
+    assert config.limits.sessions_per_ip_per_s == 0.5
+
+
+def test_auth_secret_of_32_characters_is_the_shortest(tmp_path: Path) -> None:
+    ok = load(write(tmp_path, auth_yaml(keys=f"[{{key: k, secret: '{'s' * 32}'}}]")), environ={})
+    assert ok.auth.keys[0].secret == "s" * 32
+    message = error_of(tmp_path, auth_yaml(keys=f"[{{key: k, secret: '{'s' * 31}'}}]"))
+    assert message == "auth.keys[0].secret: must be at least 32 characters"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            auth_yaml(keys=f"[{{key: a, secret: '{SECRET32}'}}, {{key: b, secret: short}}]"),
+            "auth.keys[1].secret: must be at least 32 characters",
+        ),
+        (
+            auth_yaml(keys=f"[{{key: a, secret: '{SECRET32}'}}, {{key: a, secret: '{SECRET32}'}}]"),
+            "auth.keys[1].key: 'a' is listed twice",
+        ),
+        (auth_yaml(keys=f"[{{key: ' ', secret: '{SECRET32}'}}]"), "auth.keys[0].key: must not"),
+        (auth_yaml(keys="[{key: a}]"), "auth.keys[0]: "),
+        (auth_yaml(enabled="true"), "auth.enabled: needs keys or a jwks source"),
+        (auth_yaml(enabled="yes please"), "auth.enabled: expected true or false"),
+        (
+            "server: {cors_origins: ['*']}\n"
+            + auth_yaml(enabled="true", keys=f"[{{key: a, secret: '{SECRET32}'}}]"),
+            "auth.enabled: with auth on, server.cors_origins must list origins, not '*'",
+        ),
+        (auth_yaml(duplicate_identity="kick"), "auth.duplicate_identity: must be replace or"),
+        (auth_yaml(jwks="''"), "auth.jwks: must be a file path or an https:// URL"),
+        (auth_yaml(jwks="http://idp.example/jwks"), "auth.jwks: a JWKS URL must be https://"),
+        (auth_yaml(jwks_refresh_s="9"), "auth.jwks_refresh_s: must be at least 10"),
+        (auth_yaml(leeway_s="-1"), "auth.leeway_s: must be 0-300"),
+        (auth_yaml(leeway_s="301"), "auth.leeway_s: must be 0-300"),
+        (auth_yaml(max_token_bytes="511"), "auth.max_token_bytes: must be 512-65536"),
+        (auth_yaml(max_token_bytes="65537"), "auth.max_token_bytes: must be 512-65536"),
+        (auth_yaml(signed_url_ttl_s="9"), "auth.signed_url_ttl_s: must be 10-86400"),
+        (auth_yaml(signed_url_ttl_s="86401"), "auth.signed_url_ttl_s: must be 10-86400"),
+        (auth_yaml(url_signing_secret="short"), "auth.url_signing_secret: must be 32+"),
+        (auth_yaml(ws_auth_timeout_s="0"), "auth.ws_auth_timeout_s: must be positive"),
+        (auth_yaml(default_pipelines="['']"), "auth.default_pipelines[0]: must not be empty"),
+        (
+            auth_yaml(anonymous="{roomJoin: 'yes'}"),
+            "auth.anonymous: grant 'roomJoin' must be true or false",
+        ),
+        (auth_yaml(anonymous="{canWatch: true}"), "auth.anonymous: unknown grant 'canWatch'"),
+        (auth_yaml(anonymous="[roomJoin]"), "auth.anonymous: expected a mapping"),
+        (auth_yaml(tokens="[]"), "auth.tokens: unknown setting"),
+    ],
+)
+def test_bad_auth_settings_name_the_key(tmp_path: Path, text: str, expected: str) -> None:
+    assert error_of(tmp_path, text).startswith(expected)
+
+
+@pytest.mark.parametrize("value", ["replace", "refuse"])
+def test_duplicate_identity_values(tmp_path: Path, value: str) -> None:
+    assert (
+        load(
+            write(tmp_path, auth_yaml(duplicate_identity=value)), environ={}
+        ).auth.duplicate_identity
+        == value
+    )
+
+
+def test_cors_wildcard_is_allowed_with_auth_off(tmp_path: Path) -> None:
+    config = load(write(tmp_path, "server: {cors_origins: ['*']}\n"), environ={})
+    assert config.server.cors_origins == ["*"]
+
+
+def test_auth_on_with_only_a_jwks(tmp_path: Path) -> None:
+    config = load(write(tmp_path, auth_yaml(enabled="true", jwks="/etc/idp/jwks.json")), environ={})
+    assert (config.auth.enabled, config.auth.keys, config.auth.jwks) == (
+        True,
+        [],
+        "/etc/idp/jwks.json",
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://idp.example/.well-known/jwks.json",
+        "http://127.0.0.1:9000/jwks",
+        "http://localhost:9000/jwks",
+        "http://[::1]:9000/jwks",
+    ],
+)
+def test_jwks_urls_that_are_accepted(tmp_path: Path, url: str) -> None:
+    assert load(write(tmp_path, auth_yaml(jwks=f"'{url}'")), environ={}).auth.jwks == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://idp.example/jwks",
+        "http://127.0.0.1.idp.example/jwks",  # a public host whose name starts like loopback
+        "http://localhost.idp.example/jwks",
+        "http://127.0.0.1@idp.example/jwks",  # 127.0.0.1 is only the user name here
+        "ftp://idp.example/jwks",
+    ],
+)
+def test_plain_http_jwks_urls_off_loopback_are_refused(tmp_path: Path, url: str) -> None:
+    message = error_of(tmp_path, auth_yaml(jwks=f"'{url}'"))
+    assert message == "auth.jwks: a JWKS URL must be https:// (or http on loopback)"
+
+
+@pytest.mark.parametrize("name", [f.name for f in dataclasses.fields(LimitSettings)])
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_every_limit_must_be_positive(tmp_path: Path, name: str, value: str) -> None:
+    message = error_of(tmp_path, f"limits: {{{name}: {value}}}\n")
+    assert message.startswith(f"limits.{name}: must be positive, got {value}")
+
+
+def test_limits_of_the_wrong_type_name_the_key(tmp_path: Path) -> None:
+    assert error_of(tmp_path, "limits: {max_m_lines: 2.5}\n").startswith(
+        "limits.max_m_lines: expected an integer"
+    )
+    assert error_of(tmp_path, "limits: {max_m_lines: 1}\n", GATEWAY_LIMITS_TRACKED_CLIENTS="0") == (
+        "limits.tracked_clients: must be positive, got 0"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "ice: {servers: [{urls: [turn:t], secret: short}]}\n",
+            "ice.servers[0].secret: must be 16+ characters",
+        ),
+        (
+            "ice: {servers: [{urls: [turn:t], secret: 0123456789abcdef, username: u}]}\n",
+            "ice.servers[0]: give either secret or username and credential, not both",
+        ),
+        (
+            "ice: {servers: [{urls: [turn:t], secret: 0123456789abcdef, ttl_s: 59}]}\n",
+            "ice.servers[0].ttl_s: must be 60-604800",
+        ),
+        (
+            "ice: {servers: [{urls: [turn:t], secret: 0123456789abcdef, ttl_s: 604801}]}\n",
+            "ice.servers[0].ttl_s: must be 60-604800",
+        ),
+        ("ice: {transport_policy: none}\n", "ice.transport_policy: must be all or relay"),
+        ("server: {trusted_proxies: [10.0.0.0/33]}\n", "server.trusted_proxies[0]: '10.0.0.0/33'"),
+        ("processing: {assets_dir: ' '}\n", "processing.assets_dir: must be a directory path"),
+        ("recording: {max_file_bytes: -1}\n", "recording.max_file_bytes: must not be negative"),
+        ("recording: {max_concurrent: 0}\n", "recording.max_concurrent: must be at least 1"),
+    ],
+)
+def test_bad_ice_and_other_security_settings(tmp_path: Path, text: str, expected: str) -> None:
+    assert error_of(tmp_path, text).startswith(expected)
+
+
+def test_turn_with_a_shared_secret(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "ice:\n  transport_policy: relay\n  servers: [{urls: [turn:t:3478], secret: 0123456789abcdef, ttl_s: 600}]\n",
+    )
+    config = load(path, environ={})
+    assert config.ice.servers == [IceServer(["turn:t:3478"], secret="0123456789abcdef", ttl_s=600)]
+    assert config.ice.transport_policy == "relay"
+
+
+# --- check_exposure -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20", "gateway.example"])
+def test_network_host_with_auth_off_is_refused(host: str) -> None:
+    config = load(None, environ={"GATEWAY_SERVER_HOST": f"'{host}'"})
+    with pytest.raises(ConfigError) as info:
+        check_exposure(config)
+    message = str(info.value)
+    assert message.startswith(f"server.host: {host} serves the network with auth off")
+    assert "auth.allow_anonymous" in message
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
+def test_loopback_host_with_auth_off_is_allowed(host: str) -> None:
+    check_exposure(load(None, environ={"GATEWAY_SERVER_HOST": f"'{host}'"}))
+
+
+def test_network_host_allowed_with_allow_anonymous_or_auth_on() -> None:
+    check_exposure(
+        load(
+            None, environ={"GATEWAY_SERVER_HOST": "0.0.0.0", "GATEWAY_AUTH_ALLOW_ANONYMOUS": "true"}
+        )
+    )
+    check_exposure(
+        load(
+            None,
+            environ={
+                "GATEWAY_SERVER_HOST": "0.0.0.0",
+                "GATEWAY_AUTH_ENABLED": "true",
+                "GATEWAY_AUTH_KEYS": f"[{{key: k, secret: '{SECRET32}'}}]",
+            },
+        )
+    )
+
+
+# --- auth from the environment --------------------------------------------------------------
+
+
+def test_auth_from_the_environment() -> None:
+    config = load(
+        None,
+        environ={
+            "GATEWAY_AUTH_ENABLED": "true",
+            "GATEWAY_AUTH_KEYS": f"[{{key: env, secret: '{SECRET32}'}}]",
+            "GATEWAY_AUTH_AUDIENCE": "gw",
+            "GATEWAY_AUTH_ANONYMOUS": "{room: lobby, roomJoin: true}",
+            "GATEWAY_AUTH_LEEWAY_S": "5",
+            "GATEWAY_LIMITS_MAX_SOCKETS_PER_IP": "4",
+        },
+    )
+    assert config.auth.enabled
+    assert config.auth.keys == [AuthKey("env", SECRET32)]
+    assert config.auth.audience == "gw"
+    assert config.auth.anonymous == {"room": "lobby", "roomJoin": True}
+    assert config.auth.leeway_s == 5.0
+    assert config.limits.max_sockets_per_ip == 4
+
+
+def test_auth_enabled_from_the_environment_still_needs_keys(tmp_path: Path) -> None:
+    assert error_of(tmp_path, None, GATEWAY_AUTH_ENABLED="true") == (
+        "auth.enabled: needs keys or a jwks source"
+    )
+    # A file's keys and the environment's switch combine.
+    path = write(tmp_path, auth_yaml(keys=f"[{{key: k, secret: '{SECRET32}'}}]"))
+    assert load(path, environ={"GATEWAY_AUTH_ENABLED": "true"}).auth.enabled
+    assert error_of(tmp_path, None, GATEWAY_AUTH_ENABLED="maybe").startswith(
+        "auth.enabled: expected true or false"
+    )
