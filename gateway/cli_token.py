@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from . import config as config_module
-from .auth.grants import SOURCES, GrantError
+from .auth.grants import SOURCES
 from .auth.minting import mint, signing_key
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
@@ -19,7 +19,8 @@ _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 def duration(text: str) -> float:
     """``90``, ``90s``, ``15m``, ``1h``, ``7d`` -> seconds."""
     match = _DURATION.match(text.strip())
-    if not match or float(match.group(1)) <= 0:
+    # At least a second: exp is whole seconds, so less would make exp == iat.
+    if not match or float(match.group(1)) * _UNITS[match.group(2)] < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 30m, 1h or 7d")
     return float(match.group(1)) * _UNITS[match.group(2)]
 
@@ -99,7 +100,7 @@ def main(argv: list[str]) -> int:
             ttl_s=args.ttl,
             audience=config.auth.audience,
         )
-    except (config_module.ConfigError, GrantError) as exc:
+    except (config_module.ConfigError, ValueError) as exc:  # GrantError is a ValueError
         print(f"token: {exc}", file=sys.stderr)
         return 2
     print(token)

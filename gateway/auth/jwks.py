@@ -79,7 +79,9 @@ class JwksSource:
             timeout = aiohttp.ClientTimeout(total=10)
             async with aiohttp.ClientSession(timeout=timeout) as http:
                 async with http.get(self.location, allow_redirects=False) as response:
-                    response.raise_for_status()
+                    # Not only errors: a redirect (never followed) is no key set either.
+                    if response.status != 200:
+                        raise ValueError(f"the JWKS URL answered HTTP {response.status}")
                     raw = await _read_body(response.content, MAX_JWKS_BYTES + 1)
         else:
             raw = await asyncio.to_thread(_read_file, Path(self.location))

@@ -9,6 +9,7 @@ import jwt
 
 from ..config import Config, ConfigError
 from .grants import parse_grants
+from .tokens import identity_problem
 
 
 def mint(
@@ -24,6 +25,9 @@ def mint(
 ) -> str:
     """An HS256 token as LiveKit makes them: iss = key, sub = identity, video = grants."""
     parse_grants(grants)  # refuse what the gateway would refuse
+    problem = identity_problem(identity)
+    if problem is not None:
+        raise ValueError(problem)
     issued = int(time.time() if now is None else now)
     claims: dict[str, Any] = {
         "iss": key,

@@ -20,6 +20,19 @@ def unauthorized(message: str, code: str = "invalid-token") -> GatewayError:
     return GatewayError(401, code, message)
 
 
+def identity_problem(identity: object) -> str | None:
+    """Why ``identity`` cannot be a token's ``sub``; None when it can."""
+    if (
+        not isinstance(identity, str)
+        or not 1 <= len(identity) <= MAX_IDENTITY
+        or not identity.isprintable()
+    ):
+        return f"'sub' must be 1-{MAX_IDENTITY} printable characters"
+    if identity == ANONYMOUS:
+        return f"the identity {ANONYMOUS!r} is reserved"
+    return None
+
+
 class TokenVerifier:
     """Turns a bearer token into a Principal, or refuses it with a 401 saying why.
 
@@ -105,14 +118,10 @@ class TokenVerifier:
     @staticmethod
     def _principal(claims: dict[str, Any], key_id: str) -> Principal:
         identity = claims.get("sub")
-        if (
-            not isinstance(identity, str)
-            or not 1 <= len(identity) <= MAX_IDENTITY
-            or not identity.isprintable()
-        ):
-            raise unauthorized(f"'sub' must be 1-{MAX_IDENTITY} printable characters")
-        if identity == ANONYMOUS:
-            raise unauthorized(f"the identity {ANONYMOUS!r} is reserved")
+        problem = identity_problem(identity)
+        if problem is not None:
+            raise unauthorized(problem)
+        assert isinstance(identity, str)
         name = claims.get("name", "")
         if not isinstance(name, str) or len(name) > 64 or not name.isprintable():
             raise unauthorized("'name' must be at most 64 printable characters")

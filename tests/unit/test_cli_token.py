@@ -240,3 +240,20 @@ def test_missing_config_file(capsys: pytest.CaptureFixture[str], tmp_path: Path)
 def test_duration_parser() -> None:
     assert cli_token.duration(" 1.5h ") == 5400.0
     assert cli_token.duration("45") == 45.0
+
+
+@pytest.mark.parametrize(("identity", "why"), [("anonymous", "is reserved"), ("a\nb", "printable")])
+def test_identities_the_gateway_would_refuse(
+    capsys: pytest.CaptureFixture[str], config_file: Path, identity: str, why: str
+) -> None:
+    code, out, err = run(capsys, "--config", str(config_file), "--identity", identity)
+    assert (code, out) == (2, [])
+    assert why in err
+
+
+def test_a_ttl_under_a_second_is_refused(
+    capsys: pytest.CaptureFixture[str], config_file: Path
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli_token.main(["--config", str(config_file), "--identity", "a", "--ttl", "0.4"])
+    assert info.value.code == 2

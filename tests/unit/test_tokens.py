@@ -553,8 +553,10 @@ async def jwks_server() -> AsyncIterator[JwksServer]:
 
     async def handle(request: web.Request) -> web.Response:
         served.hits.append(request.path)
-        if served.status != 200:
+        if served.status != 200 and served.body is None:
             return web.Response(status=served.status, text="nope")
+        if served.status != 200:
+            return web.Response(status=served.status, body=served.body, headers={"Location": "/x"})
         body = served.body if served.body is not None else json.dumps({"keys": served.keys})
         return web.Response(body=body, content_type="application/json")
 
@@ -644,3 +646,12 @@ async def test_jwks_url_redirects_are_not_followed(jwks_server: JwksServer) -> N
     with pytest.raises(RuntimeError, match="no usable key"):
         await source.start()
     assert jwks_server.hits == []
+
+
+async def test_a_redirect_carrying_a_key_set_is_not_a_key_set(jwks_server: JwksServer) -> None:
+    jwks_server.status = 302  # answered with the keys' JSON as its body, say
+    jwks_server.body = json.dumps({"keys": jwks_server.keys}).encode()
+    source = JwksSource(jwks_server.url, 600.0)
+    with pytest.raises(RuntimeError, match="no usable key"):
+        await source.start()
+    assert jwks_server.hits == ["/jwks.json"]
