@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 import aiohttp
 import pytest
@@ -13,10 +12,10 @@ import pytest
 from gateway.config import Config, LimitSettings
 from tests.conftest import RunningGateway, loopback_config
 from tests.support.media import NumberedVideoTrack
-from tests.support.peers import new_peer, wait_for, whep_watch, whip_publish
+from tests.support.peers import wait_for, whep_watch, whip_publish
+from tests.support.requests import SDP, call, offer_sdp
 from tests.support.signaling import WsClient
 
-SDP = {"Content-Type": "application/sdp"}
 FRAG = {"Content-Type": "application/trickle-ice-sdpfrag"}
 
 
@@ -25,24 +24,6 @@ def gateway_config() -> Config:
     config = loopback_config()
     config.limits = LimitSettings()  # the shipped defaults, not the test suite's
     return config
-
-
-async def publish_offer(tracks: int = 1) -> str:
-    pc = new_peer()
-    for _ in range(tracks):
-        pc.addTransceiver(NumberedVideoTrack(320, 240), direction="sendonly")
-    await pc.setLocalDescription(await pc.createOffer())
-    sdp: str = pc.localDescription.sdp
-    await pc.close()
-    return sdp
-
-
-async def call(
-    gateway: RunningGateway, method: str, path: str, **kwargs: Any
-) -> tuple[int, dict[str, Any], dict[str, str]]:
-    async with gateway.http.request(method, gateway.base + path, **kwargs) as response:
-        body = await response.json() if response.content_type == "application/json" else {}
-        return response.status, body, dict(response.headers)
 
 
 def frag(lines: list[str]) -> str:
@@ -56,7 +37,7 @@ async def refused_counts(gateway: RunningGateway) -> dict[str, int]:
 
 
 async def test_half_open_sessions_are_rate_limited_per_address(gateway: RunningGateway) -> None:
-    offer = await publish_offer()
+    offer = await offer_sdp()
     created: list[str] = []
     statuses: list[int] = []
     for n in range(30):
@@ -131,7 +112,7 @@ async def test_candidates_are_checked_and_bounded(gateway: RunningGateway) -> No
 async def test_an_offer_with_hundreds_of_m_lines_is_refused_before_parsing(
     gateway: RunningGateway,
 ) -> None:
-    offer = await publish_offer()
+    offer = await offer_sdp()
     head = offer.partition("m=video")[0]
     # 500 small m-sections: 40 kB, inside the body bound, so the m-line bound must hold.
     huge = head + "".join(

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import aiohttp
 import pytest
 
 from gateway.config import Config
 from tests.conftest import RunningGateway
 from tests.support.media import NumberedVideoTrack, ToneTrack
-from tests.support.peers import new_peer, wait_for, whep_watch, whip_publish
+from tests.support.peers import wait_for, whep_watch, whip_publish
+from tests.support.requests import SDP, call, offer_sdp
 from tests.support.room_client import Participant
 from tests.support.signaling import WsClient, ws_publish
 from tests.support.tokens import bearer, secure_config, token
 
-SDP = {"Content-Type": "application/sdp"}
 # Routes anyone may reach: liveness, the web app's files, CORS preflights.
 OPEN_ROUTES = {("GET", "/healthz"), ("GET", "/"), ("GET", "/{name}")}
 
@@ -25,27 +23,6 @@ def gateway_config() -> Config:
     config = secure_config()
     config.auth.ws_auth_timeout_s = 1.0
     return config
-
-
-async def offer(direction: str, tracks: int = 1) -> str:
-    pc = new_peer()
-    for _ in range(tracks):
-        if direction == "sendonly":
-            pc.addTransceiver(NumberedVideoTrack(320, 240), direction="sendonly")
-        else:
-            pc.addTransceiver("video", direction="recvonly")
-    await pc.setLocalDescription(await pc.createOffer())
-    sdp: str = pc.localDescription.sdp
-    await pc.close()
-    return sdp
-
-
-async def call(
-    gateway: RunningGateway, method: str, path: str, **kwargs: Any
-) -> tuple[int, dict[str, Any], dict[str, str]]:
-    async with gateway.http.request(method, gateway.base + path, **kwargs) as response:
-        body = await response.json() if response.content_type == "application/json" else {}
-        return response.status, body, dict(response.headers)
 
 
 async def test_every_route_but_liveness_and_pages_needs_a_token(gateway: RunningGateway) -> None:
@@ -115,13 +92,21 @@ async def test_a_pattern_grant_publishes_where_it_matches_and_nowhere_else(
         gateway.http, gateway.base, "abc", [NumberedVideoTrack(320, 240)], token=alice
     )
     status, body, _ = await call(
-        gateway, "POST", "/whip/b", data=await offer("sendonly"), headers={**SDP, **bearer(alice)}
+        gateway,
+        "POST",
+        "/whip/b",
+        data=await offer_sdp("sendonly"),
+        headers={**SDP, **bearer(alice)},
     )
     assert (status, body["error"]) == (403, "forbidden")
     assert "b" not in gateway.registry.rooms
     # Her token may not subscribe, not even to her own room.
     status, body, _ = await call(
-        gateway, "POST", "/whep/abc", data=await offer("recvonly"), headers={**SDP, **bearer(alice)}
+        gateway,
+        "POST",
+        "/whep/abc",
+        data=await offer_sdp("recvonly"),
+        headers={**SDP, **bearer(alice)},
     )
     assert (status, body["error"]) == (403, "forbidden")
     # A subscribe-only token watches, and cannot publish.
@@ -129,13 +114,21 @@ async def test_a_pattern_grant_publishes_where_it_matches_and_nowhere_else(
     viewer = await whep_watch(gateway.http, gateway.base, "abc", kinds=("video",), token=bob)
     await wait_for(lambda: len(viewer.received.numbers) >= 10)
     status, body, _ = await call(
-        gateway, "POST", "/whip/abd", data=await offer("sendonly"), headers={**SDP, **bearer(bob)}
+        gateway,
+        "POST",
+        "/whip/abd",
+        data=await offer_sdp("sendonly"),
+        headers={**SDP, **bearer(bob)},
     )
     assert status == 403
     # An expired token is refused, however good its grant.
     old = token("carol", "*", ttl_s=-120, roomAdmin=True)
     status, body, _ = await call(
-        gateway, "POST", "/whep/abc", data=await offer("recvonly"), headers={**SDP, **bearer(old)}
+        gateway,
+        "POST",
+        "/whep/abc",
+        data=await offer_sdp("recvonly"),
+        headers={**SDP, **bearer(old)},
     )
     assert (status, body["error"]) == (401, "token-expired")
     await viewer.close(gateway.http, gateway.base)
@@ -147,13 +140,13 @@ async def test_websocket_publish_checks_the_room_and_the_source(gateway: Running
     alice = token("alice", "a*", canPublishSources=["microphone"])
     client = await WsClient.connect(gateway.http, gateway.base, alice)
     # aiortc over the WebSocket: a video track is a camera, which her grant leaves out.
-    await client.request({"type": "publish", "room": "abc", "sdp": await offer("sendonly")})
+    await client.request({"type": "publish", "room": "abc", "sdp": await offer_sdp("sendonly")})
     error = await client.next("error")
     assert error["code"] == "forbidden" and "camera" in error["message"]
     assert not gateway.registry.sessions
     pc, session = await ws_publish(client, "abc", [ToneTrack()])
     assert gateway.registry.sessions[session].owner.identity == "alice"
-    await client.request({"type": "publish", "room": "b", "sdp": await offer("sendonly")})
+    await client.request({"type": "publish", "room": "b", "sdp": await offer_sdp("sendonly")})
     assert (await client.next("error"))["code"] == "forbidden"
     await pc.close()
     await client.close()

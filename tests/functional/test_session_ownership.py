@@ -4,41 +4,22 @@ and nothing the gateway shows others reveals it."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 
 from gateway.config import Config
 from tests.conftest import RunningGateway
 from tests.support.media import NumberedVideoTrack
-from tests.support.peers import new_peer, wait_for, whep_watch, whip_publish
+from tests.support.peers import wait_for, whep_watch, whip_publish
+from tests.support.requests import SDP, call, offer_sdp
 from tests.support.room_client import Participant
 from tests.support.signaling import WsClient
 from tests.support.tokens import bearer, secure_config, token
-
-SDP = {"Content-Type": "application/sdp"}
 
 
 @pytest.fixture
 def gateway_config() -> Config:
     return secure_config()
-
-
-async def call(
-    gateway: RunningGateway, method: str, path: str, **kwargs: Any
-) -> tuple[int, dict[str, Any]]:
-    async with gateway.http.request(method, gateway.base + path, **kwargs) as response:
-        body = await response.json() if response.content_type == "application/json" else {}
-        return response.status, body
-
-
-async def publish_offer() -> str:
-    pc = new_peer()
-    pc.addTransceiver(NumberedVideoTrack(320, 240), direction="sendonly")
-    await pc.setLocalDescription(await pc.createOffer())
-    sdp: str = pc.localDescription.sdp
-    await pc.close()
-    return sdp
 
 
 async def test_nobody_but_the_owner_ends_or_replaces_a_publisher(gateway: RunningGateway) -> None:
@@ -52,7 +33,7 @@ async def test_nobody_but_the_owner_ends_or_replaces_a_publisher(gateway: Runnin
     resource = publisher.location.rsplit("/", 1)[1]
 
     # What mallory can see names the publisher by its public id only.
-    status, room = await call(gateway, "GET", "/api/rooms/demo", headers=bearer(mallory))
+    status, room, _ = await call(gateway, "GET", "/api/rooms/demo", headers=bearer(mallory))
     assert status == 200
     assert resource not in json.dumps(room)
     client = await WsClient.connect(gateway.http, gateway.base, mallory)
@@ -63,21 +44,21 @@ async def test_nobody_but_the_owner_ends_or_replaces_a_publisher(gateway: Runnin
     assert public == state["publisher"]["id"]
 
     # The public id is no handle; the real URL without alice's token is refused.
-    status, body = await call(gateway, "DELETE", f"/whip/demo/{public}", headers=bearer(mallory))
+    status, body, _ = await call(gateway, "DELETE", f"/whip/demo/{public}", headers=bearer(mallory))
     assert (status, body["error"]) == (404, "unknown-session")
-    status, body = await call(gateway, "DELETE", publisher.location, headers=bearer(mallory))
+    status, body, _ = await call(gateway, "DELETE", publisher.location, headers=bearer(mallory))
     assert (status, body["error"]) == (403, "forbidden")
-    status, body = await call(
+    status, body, _ = await call(
         gateway, "PATCH", publisher.location, data="a=end-of-candidates\r\n",
         headers={"Content-Type": "application/trickle-ice-sdpfrag", **bearer(mallory)},
     )  # fmt: skip
     assert status == 403
     # The room stays hers: mallory cannot publish over her.
-    status, body = await call(
+    status, body, _ = await call(
         gateway,
         "POST",
         "/whip/demo",
-        data=await publish_offer(),
+        data=await offer_sdp(),
         headers={**SDP, **bearer(mallory)},
     )
     assert (status, body["error"]) == (409, "room-busy")
@@ -86,7 +67,7 @@ async def test_nobody_but_the_owner_ends_or_replaces_a_publisher(gateway: Runnin
 
     # A room admin may end it (moderation); so may alice herself.
     admin = token("moderator", "demo", roomAdmin=True)
-    status, _ = await call(gateway, "DELETE", publisher.location, headers=bearer(admin))
+    status, _, _ = await call(gateway, "DELETE", publisher.location, headers=bearer(admin))
     assert status == 200
     await client.close()
     await viewer.close(gateway.http, gateway.base)
@@ -103,7 +84,7 @@ async def test_a_whep_session_is_not_reached_through_a_whip_url(gateway: Running
     whep_id = viewer.location.rsplit("/", 1)[1]
     whip_id = publisher.location.rsplit("/", 1)[1]
     for path in (f"/whip/demo/{whep_id}", f"/whep/demo/{whip_id}", f"/whep/other/{whep_id}"):
-        status, body = await call(gateway, "DELETE", path, headers=bearer(alice))
+        status, body, _ = await call(gateway, "DELETE", path, headers=bearer(alice))
         assert (status, body["error"]) == (404, "unknown-session"), path
     assert len(gateway.registry.sessions) == 2
     await viewer.close(gateway.http, gateway.base)
@@ -121,11 +102,11 @@ async def test_session_api_and_pipeline_switch_belong_to_the_owner(
     viewer = await whep_watch(gateway.http, gateway.base, "demo", kinds=("video",), token=alice)
     session = viewer.location.rsplit("/", 1)[1]
     other = token("bob", "demo")
-    status, _ = await call(gateway, "GET", f"/api/sessions/{session}", headers=bearer(alice))
+    status, _, _ = await call(gateway, "GET", f"/api/sessions/{session}", headers=bearer(alice))
     assert status == 200
-    status, body = await call(gateway, "GET", f"/api/sessions/{session}", headers=bearer(other))
+    status, body, _ = await call(gateway, "GET", f"/api/sessions/{session}", headers=bearer(other))
     assert (status, body["error"]) == (403, "forbidden")
-    status, body = await call(
+    status, body, _ = await call(
         gateway, "PUT", f"/api/sessions/{session}/pipeline", json={"pipeline": None},
         headers=bearer(other),
     )  # fmt: skip
@@ -140,7 +121,7 @@ async def test_a_meeting_participant_cannot_be_kicked_by_another(gateway: Runnin
     bob = await Participant.join(gateway.http, gateway.base, "meet", "bob", token("bob", "meet"))
     # Bob knows ann's public id from the room; over HTTP or his socket it ends nothing.
     for transport in ("whip", "whep"):
-        status, _ = await call(
+        status, _, _ = await call(
             gateway, "DELETE", f"/{transport}/meet/{ann.id}", headers=bearer(token("bob", "meet"))
         )
         assert status == 404
