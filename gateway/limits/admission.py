@@ -51,25 +51,19 @@ class Admission:
                 503,
             )
         if address is not None:
-            bucket = self._per_ip.take(address)
-            if bucket is not None:
-                self.refuse("sessions_per_ip")
-                raise too_many(
-                    f"at most {bucket.rate:g} new sessions per second from one address "
-                    f"(bursts of {bucket.burst})",
-                    "rate-limited",
-                    bucket.retry_after_s,
-                )
+            self._take(self._per_ip, address, "sessions_per_ip", "from one address")
         if identity is not None:
-            bucket = self._per_identity.take(identity)
-            if bucket is not None:
-                self.refuse("sessions_per_identity")
-                raise too_many(
-                    f"at most {bucket.rate:g} new sessions per second per identity "
-                    f"(bursts of {bucket.burst})",
-                    "rate-limited",
-                    bucket.retry_after_s,
-                )
+            self._take(self._per_identity, identity, "sessions_per_identity", "per identity")
+
+    def _take(self, limits: KeyedRateLimit, key: str, reason: str, per: str) -> None:
+        bucket = limits.take(key)
+        if bucket is not None:
+            self.refuse(reason)
+            raise too_many(
+                f"at most {bucket.rate:g} new sessions per second {per} (bursts of {bucket.burst})",
+                "rate-limited",
+                bucket.retry_after_s,
+            )
 
     def open_socket(self, address: str | None) -> None:
         if address is None:
