@@ -10,7 +10,7 @@ from aiohttp import web
 from ..appkeys import CONFIG, REGISTRY
 from ..config import is_loopback_host
 from ..errors import GatewayError
-from ..rooms.policy import Caller
+from .principal import Caller
 from .tokens import unauthorized
 
 CALLER = web.RequestKey("caller", Caller)

@@ -1,4 +1,4 @@
-"""Who is asking: the identity a token names (or an anonymous client) and its grants."""
+"""Who is asking: the identity a token names (or an anonymous client), its grants, its address."""
 
 from __future__ import annotations
 
@@ -39,3 +39,15 @@ class Principal:
 
 OPEN = Principal(ANONYMOUS, ALL, anonymous=True)
 """Every client when auth is off: allowed everything (the quick start on localhost)."""
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A request's principal and the address it came from (for per-client limits)."""
+
+    principal: Principal = OPEN
+    address: str | None = None
+
+
+LOCAL = Caller()
+"""An in-process caller with no address (tests, embedding code): the open principal."""

@@ -45,18 +45,6 @@ class Request:
     owner: str | None = None
 
 
-@dataclass(frozen=True)
-class Caller:
-    """A request's principal and the address it came from (for per-client limits)."""
-
-    principal: Principal = OPEN
-    address: str | None = None
-
-
-LOCAL = Caller()
-"""An in-process caller with no address (tests, embedding code): the open principal."""
-
-
 def forbidden(message: str) -> GatewayError:
     return GatewayError(403, "forbidden", message)
 

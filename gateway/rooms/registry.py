@@ -10,7 +10,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..auth.principal import Principal
+from ..auth.principal import LOCAL, Caller, Principal
 from ..config import Config
 from ..errors import GatewayError, bad_request, not_found
 from ..limits.admission import Admission
@@ -18,7 +18,7 @@ from ..limits.buckets import RateLimit
 from ..processing.rendition import Rendition
 from ..processing.renditions import Renditions
 from .chat import chat_message
-from .policy import LOCAL, AccessPolicy, Caller, Request
+from .policy import AccessPolicy, Request
 from .room import P2P, SFU, EventListener, Room, check_room_name, empty_room
 from .session import PARTICIPANT, PUBLISHER, SUBSCRIBER, Negotiation, Session
 

@@ -11,14 +11,14 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..appkeys import CONFIG, REGISTRY, SOCKETS
 from ..auth import http as auth_http
-from ..auth.principal import Principal
+from ..auth.principal import Caller, Principal
 from ..auth.signed_urls import UrlSigner
 from ..auth.tokens import unauthorized
 from ..errors import GatewayError, bad_request
 from ..limits.buckets import RateLimit
 from ..recording.api import RECORDINGS, URL_SIGNER, describe_recorder
 from ..recording.controller import RecordingController
-from ..rooms.policy import Caller, Request
+from ..rooms.policy import Request
 from ..rooms.registry import Registry
 from ..rooms.session import Session
 from . import ice, messages, sdp

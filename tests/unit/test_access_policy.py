@@ -9,10 +9,10 @@ import pytest
 
 from gateway.auth.grants import Grants, parse_grants
 from gateway.auth.minting import mint
-from gateway.auth.principal import ANONYMOUS, OPEN, Principal
+from gateway.auth.principal import ANONYMOUS, LOCAL, OPEN, Caller, Principal
 from gateway.config import AuthKey, AuthSettings
 from gateway.errors import GatewayError
-from gateway.rooms.policy import ACTIONS, LOCAL, AccessPolicy, Caller, Request
+from gateway.rooms.policy import ACTIONS, AccessPolicy, Request
 
 KEY, SECRET = "testkey", "x" * 32
 ROOM_ACTIONS = [a for a in ACTIONS if a not in ("list", "stats", "info")]
