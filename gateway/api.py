@@ -27,6 +27,7 @@ async def stats(request: web.Request) -> web.Response:
     recordings = request.app[RECORDINGS]
     for room in body["rooms"]:
         room["recording"] = recordings.room_stats(room["room"])
+    body["recording"] = recordings.stats()
     body["threads"] = threading.active_count()
     return web.json_response(body)
 

@@ -6,6 +6,7 @@ import asyncio
 import fnmatch
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,12 +21,17 @@ from ..rooms.registry import Registry
 from ..rooms.room import Room, check_room_name
 from ..rooms.session import Session
 from .muxer import TrackSpec, container_format
-from .recorder import Recorder, RecorderTrack
+from .recorder import DISK_FULL, DURATION_LIMIT, SIZE_LIMIT, Recorder, RecorderTrack
+from .retention import Retention
 from .store import RecordingStore
 
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_TIMEOUT_S = 10.0
+TOO_MANY = "too-many-recordings"
+# When a refused start may be tried again: recordings end when their publishers do.
+RETRY_AFTER_S = 30
+LIMIT_REASONS = (SIZE_LIMIT, DURATION_LIMIT, DISK_FULL)
 
 
 @dataclass
@@ -44,6 +50,10 @@ class RecordingController:
     A room is recorded from a start (HTTP or WebSocket) until a stop, or until nobody
     publishes in it any more; a room matching ``auto_record`` whenever someone
     publishes. A publisher leaving closes its file.
+
+    Limits: at most ``max_concurrent`` files at once, none started with less than
+    ``min_free_bytes`` free (refusals are counted); each Recorder stops itself at its
+    size, duration and free-space limits; Retention deletes old finished files.
     """
 
     def __init__(self, registry: Registry, settings: RecordingSettings) -> None:
@@ -57,14 +67,25 @@ class RecordingController:
         self._hooked: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
+        self.refused: Counter[str] = Counter()  # starts refused, by error code
+        self.limited: Counter[str] = Counter()  # recordings stopped at a limit, by reason
+        # Sessions whose file ended at a limit: a track they publish later does not start
+        # another (a limit stops recording them; only a new start does).
+        self._at_limit: set[str] = set()
+        # Held from creating a file to registering its recording (see Retention).
+        self._store_lock = asyncio.Lock()
+        self.retention = Retention(self.store, settings, self._active_ids, self._store_lock)
         registry.on_publish.append(self._on_publish)
 
     async def recover(self) -> None:
-        """Marks what a killed gateway left behind as interrupted (off the loop)."""
+        """At start: marks what a killed gateway left behind as interrupted (off the
+        loop), then starts the retention task (ended by close())."""
         active = {r.recorder.path for r in self.recordings.values()}
         count = await asyncio.to_thread(self.store.recover, active)
         if count:
             logger.warning("%d interrupted recording(s) found in %s", count, self.store.directory)
+        if not self._closed:
+            self.retention.start()
 
     def is_recorded(self, room: str) -> bool:
         return room in self._rooms or any(
@@ -97,10 +118,14 @@ class RecordingController:
             raise GatewayError(
                 409, "already-recording", f"room {room_name!r} is already being recorded"
             )
+        # Checked for every new file before any starts: a refused start records nothing.
+        self._check_capacity(len(new))
+        await self._check_disk()
         self._rooms[room.name] = pipeline
         started = []
         for session in new:
-            recording = await self._record(room, session)
+            self._at_limit.discard(session.id)
+            recording = await self._record(room, session, disk_checked=True)
             if recording is not None:
                 started.append(recording.recorder)
         return started
@@ -130,11 +155,47 @@ class RecordingController:
     def is_active_file(self, recording_id: str) -> bool:
         return any(r.recorder.id == recording_id for r in self.recordings.values())
 
+    def _active_ids(self) -> set[str]:
+        return {r.recorder.id for r in self.recordings.values()}
+
+    def _check_capacity(self, count: int) -> None:
+        running = len(self.recordings) + len(self._starting)
+        limit = self.settings.max_concurrent
+        if running + count > limit:
+            self.refused[TOO_MANY] += 1
+            raise GatewayError(
+                429,
+                TOO_MANY,
+                f"{running} recording(s) running, at most {limit} at once "
+                "(recording.max_concurrent)",
+                retry_after_s=RETRY_AFTER_S,
+            )
+
+    async def _check_disk(self) -> None:
+        minimum = self.settings.min_free_bytes
+        if minimum <= 0:
+            return
+        try:
+            free = await asyncio.to_thread(self.store.free_bytes)
+        except OSError as exc:
+            raise GatewayError(
+                500, "recording-failed", f"cannot use the recordings directory: {exc.strerror}"
+            ) from exc
+        if free < minimum:
+            self.refused[DISK_FULL] += 1
+            raise GatewayError(
+                507,
+                DISK_FULL,
+                f"{free} bytes free for recordings, less than recording.min_free_bytes ({minimum})",
+            )
+
     def _on_publish(self, room: Room, session: Session) -> None:
         if self._closed or not self.is_recorded(room.name):
             return
         if session.id in self.recordings or session.id in self._starting:
             return  # tracks a participant adds later are not in its running file
+        if session.id in self._at_limit:
+            return
         task = asyncio.ensure_future(self._auto_record(room, session))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -145,7 +206,9 @@ class RecordingController:
         except GatewayError:
             pass  # logged, and told to the room's watchers, by _record
 
-    async def _record(self, room: Room, session: Session) -> Recording | None:
+    async def _record(
+        self, room: Room, session: Session, disk_checked: bool = False
+    ) -> Recording | None:
         publishers = session.publishers
         # One file per participant: its first video and first audio track.
         first: dict[str, Publisher] = {}
@@ -154,11 +217,49 @@ class RecordingController:
         chosen = [first[kind] for kind in ("video", "audio") if kind in first]
         if not chosen or session.closed:
             return None
+        try:
+            self._check_capacity(1)
+            # Counted from here on, so starts meanwhile see this one.
+            self._starting.add(session.id)
+            if not disk_checked:
+                await self._check_disk()
+        except GatewayError as exc:
+            self._starting.discard(session.id)
+            # Auto-recording has nobody to answer: the log and the room's watchers are told.
+            logger.warning(
+                "not recording room %s, participant %s: %s",
+                room.name,
+                session.public_id,
+                exc.message,
+            )
+            room.emit(
+                {
+                    "type": "recording-stopped",
+                    "room": room.name,
+                    "participant": session.public_id,
+                    "recording": None,
+                    "reason": exc.code,
+                    "error": exc.message,
+                }
+            )
+            raise
+        try:
+            if session.closed or self._closed:
+                return None
+            async with self._store_lock:
+                return await self._create(room, session, chosen)
+        finally:
+            self._starting.discard(session.id)
+
+    async def _create(
+        self, room: Room, session: Session, chosen: list[Publisher]
+    ) -> Recording | None:
+        """Creates the file and starts its Recorder. Runs under the store lock and
+        registers the recording before returning: retention never sees an unknown file."""
         pipeline = self._rooms.get(room.name)
         # What each recorded track is read from: the track, or its output through the
         # pipeline (in the track's own codec), made now so a refusal changes nothing.
         sources = [(p, self._processed(room, p, pipeline)) for p in chosen]
-        self._starting.add(session.id)
         try:
             _, extension = container_format([TrackSpec(p.kind, p.codec, 0) for p in chosen])
             started = time.time()
@@ -180,8 +281,6 @@ class RecordingController:
             raise GatewayError(
                 500, "recording-failed", f"cannot create the recording file: {exc.strerror}"
             ) from exc
-        finally:
-            self._starting.discard(session.id)
         if session.closed or self._closed:
             await asyncio.to_thread(path.unlink, True)
             return None
@@ -201,6 +300,9 @@ class RecordingController:
             queue_frames=settings.queue_frames,
             cluster_ms=settings.cluster_ms,
             fsync_interval_s=settings.fsync_interval_s,
+            max_file_bytes=settings.max_file_bytes,
+            max_duration_s=settings.max_duration_s,
+            min_free_bytes=settings.min_free_bytes,
             on_end=self._ended,
         )
         recording = Recording(room, session, recorder)
@@ -223,6 +325,7 @@ class RecordingController:
                 "type": "recording-started",
                 "room": room.name,
                 "participant": session.public_id,
+                "identity": session.identity,
                 "recording": recorder.id,
             }
         )
@@ -238,6 +341,7 @@ class RecordingController:
 
     def _session_closed(self, session: Session) -> None:
         self._hooked.discard(session.id)
+        self._at_limit.discard(session.id)
         recording = self.recordings.get(session.id)
         if recording is not None:
             recording.recorder.stop("publisher-left")
@@ -266,6 +370,11 @@ class RecordingController:
             event["error"] = recorder.error
             # The live stream goes on; only this file stopped.
             logger.error("recording %s stopped by an error: %s", recorder.id, recorder.error)
+        elif reason in LIMIT_REASONS:
+            self.limited[reason] += 1
+            if not recording.session.closed:
+                self._at_limit.add(session_id)
+            logger.warning("recording %s ended at a limit (%s)", recorder.id, reason)
         else:
             logger.info("recording %s ended (%s)", recorder.id, reason)
         room.emit(event)
@@ -280,9 +389,20 @@ class RecordingController:
             "recordings": [r.stats() for r in recorders],
         }
 
+    def stats(self) -> dict[str, Any]:
+        """Gateway-wide: files being written, refused starts, limits reached, the store."""
+        return {
+            "active": len(self.recordings),
+            "max_concurrent": self.settings.max_concurrent,
+            "refused": dict(self.refused),
+            "stopped_at_limit": dict(self.limited),
+            "retention": self.retention.stats(),
+        }
+
     async def close(self) -> None:
         """Finalizes every file (trailer, cues, sidecar) before the gateway exits."""
         self._closed = True
+        await self.retention.close()
         for task in list(self._tasks):
             task.cancel()
         recorders = [r.recorder for r in self.recordings.values()]

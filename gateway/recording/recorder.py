@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import threading
 import time
 from collections import deque
@@ -32,6 +33,17 @@ Item = tuple[int, bytes, int, bool, int]  # track index, data, RTP time, keyfram
 # arrives late, and the frames after it would be squeezed together).
 _ESTIMATE_S = 0.5
 NTP_UNIX_OFFSET_S = 2208988800  # aiortc's NTP times count from 1900
+# Reasons a recording ends by itself, at a limit (recording.max_file_bytes,
+# max_duration_s, min_free_bytes), its file finalized and playable.
+SIZE_LIMIT, DURATION_LIMIT, DISK_FULL = "size-limit", "duration-limit", "disk-full"
+# What the file adds to the frames' bytes, as an upper bound, so a file stopped at
+# max_file_bytes is never bigger: header, tracks and trailer (measured: under 700 bytes
+# for VP8/H264 + Opus), and per frame its block header, clusters and cues (measured:
+# 8-12 bytes).
+_HEADER_RESERVE = 2048
+_FRAME_RESERVE = 16
+# How often the worker looks at the free space on the recordings' file system.
+_DISK_CHECK_S = 1.0
 
 
 @dataclass
@@ -112,7 +124,10 @@ class Recorder:
     so they keep their arrival order; every 100 ms the thread maps their timestamps
     onto one clock, muxes them (PyAV releases the GIL while writing) and, on a
     cadence, fsyncs the file.
-    A write error (a full disk) ends this recording only, with ``error`` set.
+    A write error (a full disk) ends this recording only, with ``error`` set. So does,
+    cleanly (file finalized, no error), reaching ``max_file_bytes``, ``max_duration_s``
+    or less than ``min_free_bytes`` free on the disk (0: no such limit); ``reason``
+    then says which.
     """
 
     def __init__(
@@ -124,6 +139,9 @@ class Recorder:
         queue_frames: int,
         cluster_ms: int,
         fsync_interval_s: float,
+        max_file_bytes: int = 0,
+        max_duration_s: float = 0.0,
+        min_free_bytes: int = 0,
         on_end: Callable[[Recorder], None] | None = None,
     ) -> None:
         self.path = path
@@ -136,13 +154,19 @@ class Recorder:
         self._max_queued = queue_frames
         self._cluster_ms = cluster_ms
         self._fsync_interval_s = fsync_interval_s
+        self._max_file_bytes = max_file_bytes
+        self._max_duration_ms = round(max_duration_s * 1000)
+        self._min_free_bytes = min_free_bytes
         self._on_end = on_end
         self.tracks: list[RecorderTrack] = []
         self.state = STARTING
         self.reason: str | None = None
         self.error: str | None = None
         self.accepting = False
+        # stop() runs on the event loop, a limit stops it from the worker thread.
+        self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._at_limit = False  # the worker writes no more frames
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._done: asyncio.Future[None] | None = None
@@ -180,13 +204,14 @@ class Recorder:
 
     def stop(self, reason: str) -> None:
         """Stops taking frames; the worker writes what is queued, then finalizes."""
-        if self._stopping.is_set():
-            return
-        self.accepting = False
-        self.reason = self.reason or reason
-        if self.state in (STARTING, RECORDING):
-            self.state = STOPPING
-        self._stopping.set()  # wakes the worker, which drains the queue first
+        with self._lock:
+            if self._stopping.is_set():
+                return
+            self.accepting = False
+            self.reason = self.reason or reason
+            if self.state in (STARTING, RECORDING):
+                self.state = STOPPING
+            self._stopping.set()  # wakes the worker, which drains the queue first
 
     async def wait(self) -> None:
         if self._done is not None:
@@ -202,11 +227,11 @@ class Recorder:
         muxer = Muxer(self.path, [t.spec for t in self.tracks], self._cluster_ms)
         timeline: _Timeline | None = None
         held: list[Item] = []
-        last_sync = time.monotonic()
+        last_sync = last_disk_check = time.monotonic()
         try:
             while True:
                 stopping = self._stopping.wait(_DRAIN_INTERVAL_S)
-                while self._queue and self.error is None:
+                while self._queue and self.error is None and not self._at_limit:
                     item = self._queue.popleft()
                     if timeline is not None:
                         self._write(muxer, timeline, item)
@@ -214,18 +239,29 @@ class Recorder:
                         held.append(item)
                         if _arrival_s(item) - _arrival_s(held[0]) >= _ESTIMATE_S:
                             timeline, held = self._open(muxer, held), []
-                if stopping and held and self.error is None:
+                if stopping and held and self.error is None and not self._at_limit:
                     timeline, held = self._open(muxer, held), []
                 if muxer.is_open and time.monotonic() - last_sync >= self._fsync_interval_s:
                     self.size = muxer.sync()
                     last_sync = time.monotonic()
+                if self._min_free_bytes and time.monotonic() - last_disk_check >= _DISK_CHECK_S:
+                    last_disk_check = time.monotonic()
+                    if shutil.disk_usage(self.path.parent).free < self._min_free_bytes:
+                        self._reach_limit(DISK_FULL)
                 if stopping:
                     break
         except Exception as exc:
             self.error = f"{type(exc).__name__}: {exc}"
             self.accepting = False
             logger.error("recording %s failed, stopping it: %s", self.id, self.error)
+        self._queue.clear()  # what a limit left unwritten
         self._finish(muxer)
+
+    def _reach_limit(self, reason: str) -> None:
+        """Worker thread: the file ends here; stop() wakes the loop to finalize it."""
+        if not self._at_limit:
+            self._at_limit = True
+            self.stop(reason)
 
     def _video(self) -> RecorderTrack | None:
         return next((t for t in self.tracks if t.spec.kind == "video"), None)
@@ -255,8 +291,9 @@ class Recorder:
             | ({"width": size[0], "height": size[1]} if size and t is video else {})
             for t in self.tracks
         ]
-        if self.state == STARTING:
-            self.state = RECORDING
+        with self._lock:
+            if self.state == STARTING:
+                self.state = RECORDING
         self._store.write_sidecar(self.path, self._sidecar(RECORDING))
         for item in held:
             self._write(muxer, timeline, item)
@@ -275,10 +312,23 @@ class Recorder:
         duration_ms = 0
         if self.tracks[index].spec.kind == "audio":
             duration_ms = opus_duration_samples(data) // 48
+        if self._at_limit:
+            return
+        if self._max_duration_ms and pts_ms + duration_ms > self._max_duration_ms:
+            self._reach_limit(DURATION_LIMIT)
+            return
+        if self._max_file_bytes and self._size_with(len(data)) > self._max_file_bytes:
+            self._reach_limit(SIZE_LIMIT)
+            return
         muxer.write(index, data, pts_ms, keyframe, duration_ms)
         self.frames_written += 1
         self.bytes_written += len(data)
         self.duration_ms = max(self.duration_ms, pts_ms + duration_ms)
+
+    def _size_with(self, frame_bytes: int) -> int:
+        """At most what the finalized file would weigh with one more frame of this size."""
+        frames = self.frames_written + 1
+        return _HEADER_RESERVE + self.bytes_written + frame_bytes + _FRAME_RESERVE * frames
 
     def _finish(self, muxer: Muxer) -> None:
         opened = muxer.is_open

@@ -1,4 +1,4 @@
-"""The recordings directory: safe unique names, JSON sidecars, listing and deletion."""
+"""The recordings directory: safe unique names, JSON sidecars, listing, deletion, free space."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ import json
 import logging
 import os
 import re
+import shutil
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
 import av
@@ -34,6 +37,18 @@ def check_id(recording_id: str) -> str:
 
 def utc_iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """What retention needs of a recording: its size and when it ended."""
+
+    id: str
+    size: int
+    ended: float  # Unix time: the sidecar's "end", else the file's last write
+
+
+StoredFiles = list[StoredFile]  # (inside RecordingStore, "list" is its method)
 
 
 class RecordingStore:
@@ -96,6 +111,35 @@ class RecordingStore:
         found.sort(key=lambda r: str(r.get("start") or ""), reverse=True)
         return found
 
+    def entries(self) -> StoredFiles:
+        """Every recording's size and end time (reads each sidecar, not the media)."""
+        if not self.directory.is_dir():
+            return []
+        found = []
+        for media in self.directory.iterdir():
+            extension = media.suffix.lstrip(".")
+            if extension not in EXTENSIONS or not RECORDING_ID.match(media.stem):
+                continue
+            try:
+                info = media.stat()
+            except FileNotFoundError:
+                continue  # deleted meanwhile
+            if not S_ISREG(info.st_mode):
+                continue
+            ended = _timestamp(_sidecar(media).get("end"))
+            found.append(
+                StoredFile(media.stem, info.st_size, info.st_mtime if ended is None else ended)
+            )
+        return found
+
+    def free_bytes(self) -> int:
+        """Free space, for an unprivileged writer, on the directory's file system (the
+        one it will be created on, if it is not yet: measuring creates nothing)."""
+        where = self.directory
+        while not where.exists() and where != where.parent:
+            where = where.parent
+        return shutil.disk_usage(where).free
+
     def delete(self, recording_id: str) -> None:
         media = self.path(recording_id)
         media.unlink()
@@ -123,11 +167,7 @@ class RecordingStore:
         return recovered
 
     def _describe(self, media: Path) -> dict[str, Any]:
-        info: dict[str, Any] = {}
-        with contextlib.suppress(OSError, ValueError):
-            loaded = json.loads(media.with_suffix(".json").read_text())
-            if isinstance(loaded, dict):
-                info = loaded
+        info = _sidecar(media)
         stat = media.stat()
         info.update(
             {
@@ -154,6 +194,26 @@ def last_timestamp(media: Path) -> float | None:
     except (av.FFmpegError, OSError):
         logger.warning("cannot read %s", media.name)
     return round(end, 3) if end is not None else None
+
+
+def _sidecar(media: Path) -> dict[str, Any]:
+    """A recording's sidecar, or {} when it is missing or unreadable."""
+    with contextlib.suppress(OSError, ValueError):
+        loaded = json.loads(media.with_suffix(".json").read_text())
+        if isinstance(loaded, dict):
+            return loaded
+    return {}
+
+
+def _timestamp(iso: Any) -> float | None:
+    if not isinstance(iso, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(iso)
+    except ValueError:
+        return None
+    # Ours always carry +00:00; one without a zone is read as UTC, not local time.
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def _stored(info: dict[str, Any]) -> dict[str, Any]:
