@@ -75,6 +75,19 @@ setup_coturn() {
     fi
 }
 
+setup_gstreamer() {
+    # The interop tests drive Debian's GStreamer webrtcbin from the system python
+    # (PyGObject is not in the venv): tests/support/gst_client.py.
+    if ! /usr/bin/python3 -c 'import gi; gi.require_version("GstWebRTC", "1.0")' 2>/dev/null \
+        || ! command -v gst-inspect-1.0 >/dev/null || ! gst-inspect-1.0 webrtcbin >/dev/null 2>&1 \
+        || ! gst-inspect-1.0 x264enc >/dev/null 2>&1; then
+        need_apt gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
+            gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-nice \
+            gstreamer1.0-libav python3-gi python3-gst-1.0 gir1.2-gstreamer-1.0 \
+            gir1.2-gst-plugins-bad-1.0 gir1.2-nice-0.1
+    fi
+}
+
 case "${1:-}" in
 run)
     shift
@@ -87,6 +100,7 @@ test)
     setup_chromium
     setup_ffprobe
     setup_coturn
+    setup_gstreamer
     "$VENV/bin/ruff" check gateway processors tests bench
     "$VENV/bin/ruff" format --check gateway processors tests bench
     "$VENV/bin/mypy"

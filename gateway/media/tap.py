@@ -14,7 +14,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from aiortc import RTCDtlsTransport, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc import (
+    RTCCertificate,
+    RTCDtlsTransport,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+)
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.jitterbuffer import JitterFrame
@@ -349,3 +356,43 @@ def receive_statistics(receiver: RTCRtpReceiver) -> tuple[int, int, float]:
         lost += max(stream.packets_expected - stream.packets_received, 0)
         jitter = max(jitter, stream.jitter / stream._clockrate)
     return received, lost, jitter
+
+
+# --- DTLS: peers with RSA certificates ---------------------------------------------------------
+
+_CERTIFICATES_ATTR = "_RTCPeerConnection__certificates"
+# aiortc offers ECDHE-ECDSA suites only. As DTLS server that matches its own ECDSA
+# certificate, but as client it leaves a server with an RSA certificate (GStreamer's
+# webrtcbin, many embedded stacks) nothing to choose: "no shared cipher". The RSA
+# suites matter only in the client role: a server picks suites its own key can sign.
+DTLS_CIPHERS = (
+    b"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    b"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    b"ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:ECDHE-RSA-AES256-SHA"
+)
+
+
+class _InteropCertificate(RTCCertificate):
+    """aiortc's certificate (same key, same fingerprint) with a cipher list RSA servers share."""
+
+    def _create_ssl_context(self, srtp_profiles: list[Any]) -> Any:
+        context = super()._create_ssl_context(srtp_profiles)
+        context.set_cipher_list(DTLS_CIPHERS)
+        return context
+
+
+def accept_rsa_dtls_peers(pc: RTCPeerConnection) -> None:
+    """Let ``pc`` complete DTLS with peers whose certificate is RSA, in both roles.
+
+    Must be called before the first setRemoteDescription: aiortc builds each DTLS
+    transport from these certificates when it first needs one.
+    """
+    certificates: list[RTCCertificate] | None = getattr(pc, _CERTIFICATES_ATTR, None)
+    if not certificates or not hasattr(certificates[0], "_create_ssl_context"):
+        raise RuntimeError(
+            f"aiortc internals changed: RTCPeerConnection has no {_CERTIFICATES_ATTR}"
+        )
+    certificates[:] = [
+        c if isinstance(c, _InteropCertificate) else _InteropCertificate(c._key, c._cert)
+        for c in certificates
+    ]

@@ -29,6 +29,7 @@ from ..auth.principal import OPEN, Principal
 from ..config import Config
 from ..errors import GatewayError, bad_request, not_found
 from ..limits.buckets import RateLimit
+from ..media import tap
 from ..media.ingest import IngestControl
 from ..media.publisher import Publisher
 from ..media.sender_slot import SenderSlot
@@ -104,6 +105,7 @@ class Session:
         self._config = config
         self._renditions = renditions
         self.pc = RTCPeerConnection(ice.rtc_configuration(config.ice))
+        tap.accept_rsa_dtls_peers(self.pc)  # GStreamer and other RSA-certificate peers
         self.published: dict[str, Publisher] = {}  # mid -> track this session publishes
         self.slots: dict[str, SenderSlot] = {}  # mid -> what this session receives
         self._pending: dict[RTCRtpReceiver, tuple[str, str, str, str]] = {}
@@ -428,6 +430,7 @@ class Session:
         answer: str = self._ingest.shape_answer(self.pc.localDescription.sdp)
         if self._config.ice.announced_address:
             answer = sdp.announce_address(answer, self._config.ice.announced_address)
+        answer = sdp.candidates_once(answer)
         return answer
 
     def switch_pipeline(self, pipeline: str | None, mid: str | None = None) -> list[str]:

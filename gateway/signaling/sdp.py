@@ -41,6 +41,7 @@ def parse_offer(
         description = SessionDescription.parse(sdp)
     except Exception as exc:  # aiortc's parser raises many kinds on malformed input
         raise bad_request(f"the SDP offer cannot be parsed: {exc}", "invalid-sdp") from exc
+    _unreject_bundle_only(description, lines)
     media = [m for m in description.media if m.kind in _MEDIA_KINDS]
     if want == "any" and not media and description.media:
         media_or_data = description.media  # data channels only (chat)
@@ -81,6 +82,45 @@ def parse_offer(
             f"the offer's media directions {sorted(directions)} cannot {verb}",
         )
     return description
+
+
+def _unreject_bundle_only(description: SessionDescription, lines: list[str]) -> None:
+    """Give bundle-only m-lines (RFC 8843: port 0 and ``a=bundle-only``, as GStreamer
+    offers them) their BUNDLE group's port, so they count as media and not as rejected.
+
+    aiortc's parser drops the attribute; without it a port of 0 means rejected. One
+    outside any BUNDLE group stays rejected: it has no transport to share.
+    """
+    flagged = _bundle_only_mids(lines)
+    if not flagged:
+        return
+    for group in description.group:
+        if group.semantic != "BUNDLE":
+            continue
+        members = [m for m in description.media if m.rtp.muxId in group.items]
+        tag = next((m for m in members if m.port != 0), None)
+        if tag is None:
+            continue
+        for m in members:
+            if m.port == 0 and m.rtp.muxId in flagged:
+                m.port = tag.port
+
+
+def _bundle_only_mids(lines: list[str]) -> set[str]:
+    """Mids of the m-sections marked ``a=bundle-only``."""
+    found: set[str] = set()
+    mid: str | None = None
+    flagged = False
+    for line in [*lines, "m="]:
+        if line.startswith("m="):
+            if flagged and mid is not None:
+                found.add(mid)
+            mid, flagged = None, False
+        elif line.startswith("a=mid:"):
+            mid = line[6:].strip()
+        elif line.strip() == "a=bundle-only":
+            flagged = True
+    return found
 
 
 def offered_codecs(description: SessionDescription, kind: str) -> list[str]:
@@ -129,6 +169,38 @@ def candidate_lines(sdp: str) -> list[tuple[int, str, str]]:
         elif line.startswith("a=candidate:") and index >= 0:
             found.append((index, mid, line[2:]))
     return found
+
+
+def candidates_once(sdp: str) -> str:
+    """Each candidate once: in a BUNDLE group only its first (tag) m-section lists the
+    shared transport's candidates (RFC 8843, JSEP), and no section repeats a line.
+
+    Listed in every bundled section, a peer with one ICE agent for the group (GStreamer's
+    webrtcbin) adds each candidate again and checks every pair twice.
+    """
+    lines = sdp.splitlines()
+    secondary: set[str] = set()  # mids that use another section's transport
+    for line in lines:
+        if line.startswith("a=group:BUNDLE "):
+            secondary.update(line.split()[2:])
+    out: list[str] = []
+    seen: set[str] = set()
+    mid: str | None = None
+    held: list[str] = []  # a section's candidate lines, until its mid is known
+    for line in [*lines, "m="]:
+        if line.startswith("m="):
+            if mid not in secondary:
+                out.extend(held)
+            held, seen, mid = [], set(), None
+        elif line.startswith("a=mid:"):
+            mid = line[6:].strip()
+        elif line.startswith("a=candidate:") or line == "a=end-of-candidates":
+            if line not in seen:
+                seen.add(line)
+                held.append(line)
+            continue
+        out.append(line)
+    return "\r\n".join(out[:-1]) + "\r\n"
 
 
 def announce_address(sdp: str, address: str) -> str:

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import aioice.ice
 import pytest
-from aiortc import RTCConfiguration, RTCPeerConnection, VideoStreamTrack
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
 from aiortc.mediastreams import AudioStreamTrack
 
 from gateway.errors import GatewayError
@@ -14,6 +14,7 @@ from gateway.signaling.ice import restrict_host_addresses
 from gateway.signaling.sdp import (
     announce_address,
     candidate_lines,
+    candidates_once,
     offered_codecs,
     parse_offer,
     strip_candidates,
@@ -336,3 +337,103 @@ def test_announce_address_skips_loopback_and_ipv6() -> None:
         if "198.51.100.4" in line
     ]
     assert added == ["a=candidate:3a 1 udp 101 198.51.100.4 5002 typ host"]
+
+
+# --- bundle-only m-lines (RFC 8843), as GStreamer's webrtcbin offers them ------------------
+
+
+def bundle_only(sdp: str, section: int = 1, *, flag: bool = True) -> str:
+    """``sdp`` with m-section ``section`` at port 0, marked ``a=bundle-only`` if ``flag``."""
+    out: list[str] = []
+    index = -1
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            index += 1
+            if index == section:
+                kind, _, rest = line.split(" ", 2)
+                line = f"{kind} 0 {rest}"
+        if line.startswith("a=candidate:") and index == section:
+            continue  # a bundle-only section carries no candidates of its own
+        out.append(line)
+        if line.startswith("a=mid:") and index == section and flag:
+            out.append("a=bundle-only")
+    return "\r\n".join(out) + "\r\n"
+
+
+async def test_bundle_only_m_line_is_media_not_rejected(publish_offer: str) -> None:
+    offer = bundle_only(publish_offer)
+    assert "m=audio 0 " in offer and "a=bundle-only" in offer
+    video, audio = parse_offer(offer, want="send").media
+    assert audio.port == video.port != 0
+    assert audio.direction == "sendonly"
+
+
+async def test_port_zero_without_bundle_only_stays_rejected(publish_offer: str) -> None:
+    _, audio = parse_offer(bundle_only(publish_offer, flag=False), want="send").media
+    assert audio.port == 0
+
+
+async def test_bundle_only_outside_any_bundle_group_stays_rejected(publish_offer: str) -> None:
+    offer = bundle_only(without(publish_offer, "a=group:BUNDLE"))
+    _, audio = parse_offer(offer, want="send").media
+    assert audio.port == 0
+
+
+async def test_only_bundle_only_m_lines_are_still_refused(publish_offer: str) -> None:
+    # Every section bundle-only: no section gives the group a transport.
+    offer = bundle_only(bundle_only(publish_offer, 0), 1)
+    media = parse_offer(offer, want="any").media
+    assert [m.port for m in media] == [0, 0]
+    assert rejected(offer).code == "wrong-direction"
+
+
+# --- candidates_once -----------------------------------------------------------------------
+
+
+async def real_answer(offer: str) -> str:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        sdp: str = pc.localDescription.sdp
+        return sdp
+    finally:
+        await pc.close()
+
+
+async def test_candidates_once_keeps_them_in_the_bundle_tag_section(watch_offer: str) -> None:
+    answer = await real_answer(watch_offer)
+    before = candidate_lines(answer)
+    assert {index for index, _, _ in before} == {0, 1}, "aiortc lists them in every section"
+    out = candidates_once(answer)
+    after = candidate_lines(out)
+    assert after and {index for index, _, _ in after} == {0}
+    assert [c for _, _, c in after] == [c for index, _, c in before if index == 0]
+    assert out.count("a=end-of-candidates") == 1
+    # Everything else is untouched, and the answer still parses with both sections.
+    assert without(without(out, "a=candidate:"), "a=end-of-candidates") == without(
+        without(answer, "a=candidate:"), "a=end-of-candidates"
+    )
+    description = parse_offer(out, want="any")
+    assert [m.kind for m in description.media] == ["video", "audio"]
+    assert len(description.media[0].ice_candidates) == len(after)
+
+
+def test_candidates_once_drops_a_repeated_line_and_keeps_unbundled_sections() -> None:
+    sdp = (
+        "v=0\r\n"
+        "a=group:BUNDLE 0\r\n"
+        "m=video 5000 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\n"
+        "a=candidate:1 1 udp 100 10.0.0.7 5000 typ host\r\n"
+        "a=candidate:1 1 udp 100 10.0.0.7 5000 typ host\r\n"
+        "m=audio 5002 UDP/TLS/RTP/SAVPF 111\r\na=mid:1\r\n"
+        "a=candidate:2 1 udp 100 10.0.0.7 5002 typ host\r\n"
+    )
+    assert candidates_once(sdp) == (
+        "v=0\r\n"
+        "a=group:BUNDLE 0\r\n"
+        "m=video 5000 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\n"
+        "a=candidate:1 1 udp 100 10.0.0.7 5000 typ host\r\n"
+        "m=audio 5002 UDP/TLS/RTP/SAVPF 111\r\na=mid:1\r\n"
+        "a=candidate:2 1 udp 100 10.0.0.7 5002 typ host\r\n"
+    )
