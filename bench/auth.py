@@ -74,7 +74,7 @@ def gateway_yaml(mode: str, run_dir: Path) -> str:
     """One gateway's config: loopback ICE, limits out of the way (they are not what is
     measured), and with auth on a single HS256 key."""
     text = (
-        "ice:\n  addresses: [127.0.0.1]\nlog:\n  level: warning\n"
+        "server:\n  drain_timeout_s: 0\nice:\n  addresses: [127.0.0.1]\nlog:\n  level: warning\n"
         f"recording:\n  directory: {run_dir / 'recordings'}\n"
         "limits:\n"
         "  sessions_per_ip_per_s: 100000.0\n  sessions_per_ip_burst: 100000\n"

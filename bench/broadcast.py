@@ -128,7 +128,7 @@ class Target:
         if self.kind == "gateway":
             config = self.settings.run_dir / "gateway-bench.yaml"
             config.write_text(
-                "ice:\n  addresses: [127.0.0.1]\nrooms:\n  max_subscribers: 2000\nlog:\n  level: warning\n"
+                "server:\n  drain_timeout_s: 0\nice:\n  addresses: [127.0.0.1]\nrooms:\n  max_subscribers: 2000\nlog:\n  level: warning\n"
             )
             return [PYTHON, "-m", "gateway", "--config", str(config), "--port", str(self.port)]
         return [PYTHON, "-m", "bench.naive_server", "--port", str(self.port)]
@@ -519,7 +519,9 @@ async def run_target(
 async def run_live(settings: Settings) -> dict[str, Any]:
     port = free_port()
     config = settings.run_dir / "gateway-live.yaml"
-    config.write_text("ice:\n  addresses: [127.0.0.1]\nlog:\n  level: warning\n")
+    config.write_text(
+        "server:\n  drain_timeout_s: 0\nice:\n  addresses: [127.0.0.1]\nlog:\n  level: warning\n"
+    )
     server = await Process.start(
         "gateway-live",
         [PYTHON, "-m", "gateway", "--config", str(config), "--port", str(port)],

@@ -300,7 +300,7 @@ async def main_async(args: argparse.Namespace) -> int:
     base = f"http://127.0.0.1:{port}"
     config = run_dir / "gateway.yaml"
     config.write_text(
-        "ice:\n  addresses: [127.0.0.1]\nlog:\n  level: warning\n"
+        "server:\n  drain_timeout_s: 0\nice:\n  addresses: [127.0.0.1]\nlog:\n  level: warning\n"
         f"recording:\n  directory: {run_dir / 'recordings'}\n"
     )
     gateway = await Process.start(

@@ -1,17 +1,29 @@
 """Command line: ``python -m gateway [--config PATH] [--host H] [--port P]`` runs the
-gateway; ``python -m gateway token --identity ID [--room R --publish ...]`` mints a token."""
+gateway until SIGTERM/SIGINT (drained: see app.drain; a second signal exits at once);
+``python -m gateway token --identity ID [--room R --publish ...]`` mints a token."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
+import os
+import signal
 import sys
 
 from aiohttp import web
 
 from . import config as config_module
 from .access_log import AccessLogger
-from .app import create_app
+from .app import create_app, drain
+from .appkeys import REGISTRY
+from .recording.api import RECORDINGS
+
+logger = logging.getLogger("gateway")
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+FORCED_EXIT = 1  # a second signal: sessions were not given their drain time
+FORCED_FINALIZE_S = 2.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,18 +54,68 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("aioice").setLevel(logging.WARNING)
     logging.getLogger("aiortc").setLevel(logging.WARNING)
-    print(
-        f"gateway: web UI at http://{_display(config.server.host)}:{config.server.port}/",
-        flush=True,
-    )
-    web.run_app(
-        create_app(config),
-        host=config.server.host,
-        port=config.server.port,
-        print=None,
-        access_log_class=AccessLogger,
-    )
-    return 0
+    return asyncio.run(serve(config))
+
+
+async def serve(config: config_module.Config) -> int:
+    """Serves until SIGTERM/SIGINT, then drains (app.drain), shuts down and returns 0. A
+    second signal cuts that short: recordings get FORCED_FINALIZE_S to finish, then the
+    process exits with FORCED_EXIT."""
+    app = create_app(config)
+    # Our own signal handling, not aiohttp's: the first signal drains, the second exits.
+    runner = web.AppRunner(app, handle_signals=False, access_log_class=AccessLogger)
+    await runner.setup()
+    loop = asyncio.get_running_loop()
+    first, second = asyncio.Event(), asyncio.Event()
+
+    def on_signal() -> None:
+        (second if first.is_set() else first).set()
+
+    for number in SIGNALS:
+        loop.add_signal_handler(number, on_signal)
+    stopping: asyncio.Future[None] | None = None
+    try:
+        await web.TCPSite(runner, config.server.host, config.server.port).start()
+        print(
+            f"gateway: web UI at http://{_display(config.server.host)}:{config.server.port}/",
+            flush=True,
+        )
+        await first.wait()
+        stopping = asyncio.ensure_future(_stop(app, runner))
+        forced = asyncio.ensure_future(second.wait())
+        await asyncio.wait([stopping, forced], return_when=asyncio.FIRST_COMPLETED)
+        if stopping.done():
+            forced.cancel()
+            stopping.result()
+            return 0
+        logger.warning("second signal: exiting without waiting for sessions")
+        app[REGISTRY].drain.cut()
+        try:
+            # Begun by the drain; most likely done already.
+            await asyncio.wait_for(app[RECORDINGS].close(), FORCED_FINALIZE_S)
+        except TimeoutError:
+            logger.error("recordings not finalized in %gs; their files play", FORCED_FINALIZE_S)
+        _exit_now(FORCED_EXIT)
+    finally:
+        for number in SIGNALS:
+            loop.remove_signal_handler(number)
+        if stopping is None:  # a failure before any signal: shut down as usual
+            await runner.cleanup()
+    return 0  # not reached: _exit_now does not return
+
+
+async def _stop(app: web.Application, runner: web.AppRunner) -> None:
+    await drain(app)
+    await runner.cleanup()  # sockets closed (1001), then the registry and recordings
+
+
+def _exit_now(code: int) -> None:
+    """Ends the process without interpreter teardown, which would wait for the peers'
+    tasks and threads; recordings are crash-safe, so nothing on disk breaks."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _display(host: str) -> str:

@@ -1,4 +1,4 @@
-"""The JSON HTTP API: health, stats and the list of live rooms."""
+"""The JSON HTTP API: health, readiness, stats and the list of live rooms."""
 
 from __future__ import annotations
 
@@ -18,6 +18,14 @@ from .rooms.room import check_room_name
 async def healthz(request: web.Request) -> web.Response:
     """Liveness, for load balancers and probes: open to all, so it tells nothing else."""
     return web.json_response({"status": "ok", "version": __version__})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: 503 once the gateway drains (it takes no new sessions). Open to all, as
+    healthz, so it tells only that."""
+    if request.app[REGISTRY].drain.draining:
+        return web.json_response({"status": "draining"}, status=503)
+    return web.json_response({"status": "ready"})
 
 
 async def stats(request: web.Request) -> web.Response:
@@ -62,6 +70,7 @@ async def room(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/api/stats", stats)
     app.router.add_get("/api/rooms", rooms)
     app.router.add_get("/api/rooms/{room}", room)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -96,6 +97,28 @@ async def static_file(request: web.Request) -> web.FileResponse:
     return web.FileResponse(
         path, headers={"Cache-Control": "no-cache", "Referrer-Policy": "same-origin"}
     )
+
+
+async def drain(app: web.Application) -> None:
+    """The first SIGTERM/SIGINT: new sessions are refused (503 draining, readyz fails),
+    every socket is told ``going-away``, recordings are finalized (reason shutdown), and
+    live sessions get ``server.drain_timeout_s`` to end by themselves; the rest are closed.
+    The sockets and the server close afterwards, in the app's shutdown."""
+    registry = app[REGISTRY]
+    registry.drain.begin()
+    logger.warning(
+        "draining: %d session(s) get up to %gs to end",
+        len(registry.sessions),
+        registry.drain.timeout_s,
+    )
+    # First: the files are complete whatever happens next (a second signal, a SIGKILL).
+    await app[recording_api.RECORDINGS].close()
+    left = await registry.drain.wait(lambda: len(registry.sessions))
+    if left:
+        logger.warning("drain time is up: closing %d session(s)", left)
+    # Before the sockets close, so their clients get `session-ended` (reason shutdown).
+    await registry.close_sessions()
+    await asyncio.sleep(0.05)  # lets each socket's writer send it
 
 
 def create_app(config: Config, policy: AccessPolicy | None = None) -> web.Application:

@@ -104,6 +104,7 @@ class RecordingController:
         its encode is shared with the rendition's viewers)."""
         policy = self.registry.policy
         policy.check(Request("record", check_room_name(room_name), transport, principal))
+        self.registry.drain.admit()  # recordings were finalized when the drain began
         if pipeline is not None:
             self.registry.renditions.kind(pipeline)  # unknown-pipeline
             policy.check(Request("pipeline", room_name, transport, principal, pipeline=pipeline))

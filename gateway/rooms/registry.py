@@ -12,6 +12,7 @@ from typing import Any
 
 from ..auth.principal import LOCAL, Caller, Principal
 from ..config import Config
+from ..drain import Drain
 from ..errors import GatewayError, bad_request, not_found
 from ..limits.admission import Admission
 from ..limits.buckets import RateLimit
@@ -32,6 +33,8 @@ class Registry:
         self.config = config
         self.policy = policy or AccessPolicy(config.auth)
         self.admission = Admission(config.limits)
+        # Shut down on a signal: no new sessions (publish, subscribe, join) meanwhile.
+        self.drain = Drain(config.server.drain_timeout_s)
         self.rooms: dict[str, Room] = {}
         self.sessions: dict[str, Session] = {}
         # Watchers (WS `watch`) of rooms that do not exist yet: a watch never creates a
@@ -102,6 +105,7 @@ class Registry:
     ) -> tuple[Session, str]:
         room_name = check_room_name(room_name)
         self.policy.check(Request("publish", room_name, transport, caller.principal))
+        self.drain.admit()
         self._admit(caller)
         room = self.get_or_create_room(room_name)
         if room.mode == P2P:
@@ -141,6 +145,7 @@ class Registry:
         receive the tracks of its kind through."""
         room_name = check_room_name(room_name)
         self.policy.check(Request("subscribe", room_name, transport, caller.principal))
+        self.drain.admit()
         if pipeline is not None:
             self.check_pipeline(room_name, pipeline, transport, caller)
         room = self.room(room_name)
@@ -174,6 +179,7 @@ class Registry:
         room_name = check_room_name(room_name)
         principal = caller.principal
         self.policy.check(Request("join", room_name, "ws", principal))
+        self.drain.admit()  # before a same-identity participant is replaced
         name = principal.name or name
         if not 1 <= len(name) <= 64 or not name.isprintable():
             raise bad_request("a display name is 1-64 printable characters", "invalid-name")
@@ -411,9 +417,12 @@ class Registry:
                 self._waiting.setdefault(room.name, set()).update(listeners)
             logger.info("room %s is idle and released", room.name)
 
-    async def close(self) -> None:
+    async def close_sessions(self, reason: str = "shutdown") -> None:
         sessions = list(self.sessions.values())
-        await asyncio.gather(*(s.close("shutdown") for s in sessions), return_exceptions=True)
+        await asyncio.gather(*(s.close(reason) for s in sessions), return_exceptions=True)
+
+    async def close(self) -> None:
+        await self.close_sessions()
         self.renditions.close()
         self.rooms.clear()
 

@@ -138,4 +138,6 @@ def error(exc: GatewayError, request_id: Any = None) -> dict[str, Any]:
     message: dict[str, Any] = {"type": "error", "code": exc.code, "message": exc.message}
     if request_id is not None:
         message["id"] = request_id
+    if exc.retry_after_s is not None:  # rate limits, draining: when to try again
+        message["retry_after"] = exc.retry_after_s
     return message

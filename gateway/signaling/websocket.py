@@ -466,6 +466,7 @@ async def _serve(
             "ice_servers": channel._ice_servers(),
         }
     )
+    registry.drain.listen(channel.send)  # `going-away` on shutdown (now, if it has begun)
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
@@ -479,6 +480,7 @@ async def _serve(
                 logger.info("websocket error: %s", ws.exception())
     finally:
         watchdog.cancel()
+        registry.drain.unlisten(channel.send)
         request.app[SOCKETS].discard(ws)
         await channel.close()
         try:

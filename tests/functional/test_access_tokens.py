@@ -14,8 +14,8 @@ from tests.support.room_client import Participant
 from tests.support.signaling import WsClient, ws_publish
 from tests.support.tokens import bearer, secure_config, token
 
-# Routes anyone may reach: liveness, the web app's files, CORS preflights.
-OPEN_ROUTES = {("GET", "/healthz"), ("GET", "/"), ("GET", "/{name}")}
+# Routes anyone may reach: liveness, readiness, the web app's files, CORS preflights.
+OPEN_ROUTES = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/"), ("GET", "/{name}")}
 
 
 @pytest.fixture
@@ -49,6 +49,8 @@ async def test_every_route_but_liveness_and_pages_needs_a_token(gateway: Running
     assert checked >= 20  # every API, WHIP and WHEP route, not a few
     status, body, _ = await call(gateway, "GET", "/healthz")
     assert status == 200 and set(body) == {"status", "version"}
+    status, body, _ = await call(gateway, "GET", "/readyz")
+    assert (status, body) == (200, {"status": "ready"})
 
 
 async def test_the_socket_does_nothing_before_auth_and_closes_without_it(

@@ -50,6 +50,7 @@ async def test_starts_with_defaults_serves_and_stops_on_sigterm() -> None:
             ws = await http.ws_connect(f"ws://127.0.0.1:{port}/ws?access_token=SECRET-VALUE")
             assert (await ws.receive_json())["type"] == "hello"
             process.send_signal(signal.SIGTERM)
+            assert (await ws.receive_json())["type"] == "going-away"
             closing = await ws.receive()
             assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
             # Without closing it, aiohttp would wait its whole 60 s shutdown timeout.

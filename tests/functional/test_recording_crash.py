@@ -43,7 +43,7 @@ async def start_gateway(
     port = free_port()
     config = config_dir / "gateway.yaml"
     config.write_text(
-        f"ice:\n  addresses: [127.0.0.1]\nlog:\n  level: warning\n"
+        f"server:\n  drain_timeout_s: 0\nice:\n  addresses: [127.0.0.1]\nlog:\n  level: warning\n"
         f"recording:\n  directory: {directory}\n  auto_record: ['crash-*']\n"
     )
     process = await asyncio.create_subprocess_exec(
