@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,7 +16,8 @@ import pytest
 from gateway.app import drain
 from gateway.config import ConfigError, load
 from gateway.drain import RETRY_AFTER_S
-from tests.conftest import RunningGateway, free_port
+from tests.conftest import RunningGateway
+from tests.support.gateway_process import GatewayProcess, start_gateway_process
 from tests.support.media import NumberedVideoTrack, ToneTrack
 from tests.support.peers import Publisher, Viewer, new_peer, wait_for, whep_watch, whip_publish
 from tests.support.signaling import WsClient, ws_publish
@@ -34,48 +33,18 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-class GatewayProcess:
-    def __init__(self, process: asyncio.subprocess.Process, base: str, log: Path) -> None:
-        self.process = process
-        self.base = base
-        self.log = log
-
-
 async def start_gateway(
     http: aiohttp.ClientSession, tmp_path: Path, drain_timeout_s: float
 ) -> GatewayProcess:
-    port = free_port()
-    config = tmp_path / "gateway.yaml"
-    config.write_text(
+    gateway = await start_gateway_process(
         f"server:\n  drain_timeout_s: {drain_timeout_s}\n"
         "ice:\n  addresses: [127.0.0.1]\nlog:\n  level: warning\n"
-        f"recording:\n  directory: {tmp_path / 'recordings'}\n  auto_record: ['drain-*']\n"
+        f"recording:\n  directory: {tmp_path / 'recordings'}\n  auto_record: ['drain-*']\n",
+        tmp_path,
     )
-    log = tmp_path / "gateway.log"
-    with log.open("wb") as stderr:  # a file, not a pipe: nobody has to read it meanwhile
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "gateway",
-            "--config",
-            str(config),
-            "--port",
-            str(port),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=stderr,
-            env={k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")},
-        )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            async with http.get(f"{base}/readyz") as response:
-                if response.status == 200:
-                    assert await response.json() == {"status": "ready"}
-                    return GatewayProcess(process, base, log)
-        except aiohttp.ClientConnectionError:
-            await asyncio.sleep(0.1)
-    process.kill()
-    raise AssertionError("the gateway did not start")
+    async with http.get(f"{gateway.base}/readyz") as response:
+        assert response.status == 200 and await response.json() == {"status": "ready"}
+    return gateway
 
 
 async def recording_of(http: aiohttp.ClientSession, base: str, room: str) -> dict[str, Any]:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,19 +14,13 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import free_port
+from tests.support.gateway_process import GatewayProcess, start_gateway_process
 from tests.support.media import NumberedVideoTrack, ToneTrack
 from tests.support.peers import whip_publish
 
 from .recording_checks import assert_plays_in_order, play
 
 pytestmark = pytest.mark.timeout(180)
-
-
-class GatewayProcess:
-    def __init__(self, process: asyncio.subprocess.Process, base: str) -> None:
-        self.process = process
-        self.base = base
 
 
 @pytest.fixture
@@ -40,34 +32,11 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 async def start_gateway(
     http: aiohttp.ClientSession, directory: Path, config_dir: Path
 ) -> GatewayProcess:
-    port = free_port()
-    config = config_dir / "gateway.yaml"
-    config.write_text(
-        f"server:\n  drain_timeout_s: 0\nice:\n  addresses: [127.0.0.1]\nlog:\n  level: warning\n"
-        f"recording:\n  directory: {directory}\n  auto_record: ['crash-*']\n"
+    return await start_gateway_process(
+        "server:\n  drain_timeout_s: 0\nice:\n  addresses: [127.0.0.1]\nlog:\n  level: warning\n"
+        f"recording:\n  directory: {directory}\n  auto_record: ['crash-*']\n",
+        config_dir,
     )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gateway",
-        "--config",
-        str(config),
-        "--port",
-        str(port),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-        env={k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")},
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            async with http.get(f"{base}/healthz") as response:
-                if response.status == 200:
-                    return GatewayProcess(process, base)
-        except aiohttp.ClientConnectionError:
-            await asyncio.sleep(0.1)
-    process.kill()
-    raise AssertionError("the gateway did not start")
 
 
 async def written(http: aiohttp.ClientSession, base: str, room: str) -> dict[str, Any]:
