@@ -53,6 +53,13 @@ class RunningGateway:
 
 
 @pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """An HTTP client for tests that run their own gateway (a process, another config)."""
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
 def gateway_config() -> Config:
     return loopback_config()
 

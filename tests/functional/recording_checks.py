@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import av
 import numpy as np
 
@@ -67,3 +69,13 @@ def assert_plays_in_order(got: Playback, width: int, height: int, fps: int = 30)
     for number, when in zip(got.numbers, got.video_times, strict=True):
         expected = got.video_times[0] + (number - got.numbers[0]) / fps
         assert abs(when - expected) < 0.1, f"frame {number} at {when:.3f}, expected {expected:.3f}"
+
+
+async def live_recording(http: aiohttp.ClientSession, base: str, room: str) -> dict[str, Any]:
+    """The one recording running in ``room``, as /api/stats shows it."""
+    async with http.get(f"{base}/api/stats") as response:
+        stats = await response.json()
+    (found,) = [r for r in stats["rooms"] if r["room"] == room]
+    (recording,) = found["recording"]["recordings"]
+    result: dict[str, Any] = recording
+    return result

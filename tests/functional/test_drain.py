@@ -6,7 +6,6 @@ import asyncio
 import json
 import signal
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +21,9 @@ from tests.support.media import NumberedVideoTrack, ToneTrack
 from tests.support.peers import Publisher, Viewer, new_peer, wait_for, whep_watch, whip_publish
 from tests.support.signaling import WsClient, ws_publish
 
-from .recording_checks import assert_plays_in_order, play
+from .recording_checks import assert_plays_in_order, live_recording, play
 
 pytestmark = pytest.mark.timeout(240)
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def start_gateway(
@@ -47,15 +40,6 @@ async def start_gateway(
     return gateway
 
 
-async def recording_of(http: aiohttp.ClientSession, base: str, room: str) -> dict[str, Any]:
-    async with http.get(f"{base}/api/stats") as response:
-        stats = await response.json()
-    (found,) = [r for r in stats["rooms"] if r["room"] == room]
-    (recording,) = found["recording"]["recordings"]
-    result: dict[str, Any] = recording
-    return result
-
-
 async def live_room(
     http: aiohttp.ClientSession, gateway: GatewayProcess, room: str
 ) -> tuple[Publisher, Viewer, dict[str, Any]]:
@@ -67,7 +51,7 @@ async def live_room(
     await wait_for(lambda: len(viewer.received.numbers) > 30, timeout=30)
     for _ in range(300):
         try:
-            recording = await recording_of(http, gateway.base, room)
+            recording = await live_recording(http, gateway.base, room)
             if recording["frames_written"] >= 60:
                 return publisher, viewer, recording
         except ValueError:
@@ -134,9 +118,7 @@ async def test_sigterm_drains_then_exits_zero(http: aiohttp.ClientSession, tmp_p
         exited_after = time.monotonic() - signalled_at
         await wait_for(lambda: watcher.ws.closed, timeout=10)  # closed by the gateway
     finally:
-        if gateway.process.returncode is None:
-            gateway.process.kill()
-            await gateway.process.wait()
+        await gateway.close()
         if viewer is not None:
             await viewer.close()
         if publisher is not None:
@@ -175,9 +157,7 @@ async def test_second_sigterm_exits_at_once(http: aiohttp.ClientSession, tmp_pat
         # The publisher and viewer would hold it for drain_s: it goes well before.
         code = await asyncio.wait_for(gateway.process.wait(), timeout=20)
     finally:
-        if gateway.process.returncode is None:
-            gateway.process.kill()
-            await gateway.process.wait()
+        await gateway.close()
         if viewer is not None:
             await viewer.close()
         if publisher is not None:

@@ -7,7 +7,6 @@ import json
 import shutil
 import signal
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +17,9 @@ from tests.support.gateway_process import GatewayProcess, start_gateway_process
 from tests.support.media import NumberedVideoTrack, ToneTrack
 from tests.support.peers import whip_publish
 
-from .recording_checks import assert_plays_in_order, play
+from .recording_checks import assert_plays_in_order, live_recording, play
 
 pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def start_gateway(
@@ -39,15 +32,6 @@ async def start_gateway(
     )
 
 
-async def written(http: aiohttp.ClientSession, base: str, room: str) -> dict[str, Any]:
-    async with http.get(f"{base}/api/stats") as response:
-        stats = await response.json()
-    (found,) = [r for r in stats["rooms"] if r["room"] == room]
-    (recording,) = found["recording"]["recordings"]
-    result: dict[str, Any] = recording
-    return result
-
-
 async def record_for(
     http: aiohttp.ClientSession, gateway: GatewayProcess, room: str, seconds: float
 ) -> tuple[Any, NumberedVideoTrack, dict[str, Any]]:
@@ -55,14 +39,14 @@ async def record_for(
     publisher = await whip_publish(http, gateway.base, room, [video, ToneTrack()])
     for _ in range(400):
         try:
-            if (await written(http, gateway.base, room))["frames_written"] >= seconds * 80:
+            if (await live_recording(http, gateway.base, room))["frames_written"] >= seconds * 80:
                 break
         except ValueError:
             pass  # not recording yet
         await asyncio.sleep(0.1)
     else:
         raise AssertionError("the recording does not progress")
-    return publisher, video, await written(http, gateway.base, room)
+    return publisher, video, await live_recording(http, gateway.base, room)
 
 
 def ffprobe_decode(path: Path) -> tuple[int, str]:

@@ -46,6 +46,11 @@ class GatewayProcess:
         if self.process.returncode is None:
             self.signal(signal.SIGKILL)
 
+    async def close(self) -> None:
+        """Whatever happened: killed if still running, and reaped."""
+        self.kill()
+        await self.process.wait()
+
 
 async def start_gateway_process(
     config_text: str,
