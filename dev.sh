@@ -88,6 +88,17 @@ setup_gstreamer() {
     fi
 }
 
+setup_network() {
+    # The NAT, firewall and rate-limit tests build network namespaces joined by veth
+    # pairs (tests/support/netns.py): ip and tc (iproute2), iptables. They need root.
+    if ! command -v ip >/dev/null || ! command -v tc >/dev/null; then
+        need_apt iproute2
+    fi
+    if ! command -v iptables >/dev/null; then
+        need_apt iptables
+    fi
+}
+
 case "${1:-}" in
 run)
     shift
@@ -101,6 +112,7 @@ test)
     setup_ffprobe
     setup_coturn
     setup_gstreamer
+    setup_network
     "$VENV/bin/ruff" check gateway processors tests bench
     "$VENV/bin/ruff" format --check gateway processors tests bench
     "$VENV/bin/mypy"

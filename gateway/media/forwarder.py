@@ -37,7 +37,9 @@ class Forwarder:
         # removed, and nothing is left (a rendition's output then ends).
         self._on_empty = on_empty
         # What viewers that have left sent and dropped (live ones are summed on demand).
-        self._retired = {"frames": 0, "bytes": 0, "drops": 0, "skipped": 0}
+        self._retired = dict.fromkeys(
+            ("frames", "bytes", "drops", "skipped", "nacks", "retransmissions"), 0
+        )
 
     def subscribe(
         self, kind: str, max_backlog: int, request_keyframe: Callable[[], None], source: object
@@ -54,17 +56,22 @@ class Forwarder:
         self._retired["bytes"] += subscriber.bytes_sent
         self._retired["drops"] += subscriber.dropped_backlog
         self._retired["skipped"] += subscriber.skipped_until_keyframe
+        self._retired["nacks"] += subscriber.nacks
+        self._retired["retransmissions"] += subscriber.retransmissions
         self._check_empty()
 
     def totals(self) -> dict[str, int]:
-        """Frames and bytes sent, backlog drops and frames skipped until a keyframe, summed
-        over every viewer this forwarder has had."""
+        """Frames and bytes sent, backlog drops, frames skipped until a keyframe, NACKed
+        packets and retransmissions, summed over every viewer this forwarder has had."""
         live = self._subscribers
         return {
             "frames": self._retired["frames"] + sum(s.frames_sent for s in live),
             "bytes": self._retired["bytes"] + sum(s.bytes_sent for s in live),
             "drops": self._retired["drops"] + sum(s.dropped_backlog for s in live),
             "skipped": self._retired["skipped"] + sum(s.skipped_until_keyframe for s in live),
+            "nacks": self._retired["nacks"] + sum(s.nacks for s in live),
+            "retransmissions": self._retired["retransmissions"]
+            + sum(s.retransmissions for s in live),
         }
 
     def add(self, subscriber: Subscriber) -> None:

@@ -17,6 +17,7 @@ from .assembler import FrameAssembler
 from .forwarder import Forwarder
 from .frames import EncodedFrame, OutgoingFrame, vp8_resolution
 from .keyframes import KeyframeRequester
+from .nack import NackScheduler
 from .subscriber import Subscriber
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,10 @@ class Publisher:
         # Windowed ingest numbers (bitrate, fps, loss, jitter, feedback), set by media/ingest.py.
         self.ingest_stats: Callable[[], dict[str, Any]] | None = None
         tap.tap_receiver(receiver, self._assembler, self.on_frames)
+        self._nacks = tap.count_nacks(receiver)
+        self._nack_scheduler = NackScheduler()
+        if kind == "video":
+            tap.replace_nack_generator(receiver, self._nack_scheduler)
 
     def on_frames(self, frames: list[EncodedFrame]) -> None:
         for frame in frames:
@@ -178,6 +183,15 @@ class Publisher:
             "skipped_until_keyframe": sent["skipped"],
             "upstream_gaps": self.gaps,
             "packets_late": self._assembler.packets_late,
+            # Loss repair: NACKs to the publisher and what it resent (RTX), frames given up
+            # on (a packet never came: viewers wait for the keyframe a PLI asks for), and
+            # the viewers' NACKs answered from their history.
+            "nacks_sent": self._nacks.sequence_numbers,
+            "nack_retries": self._nack_scheduler.retries,
+            "retransmissions_received": tap.retransmissions_received(self._receiver),
+            "frames_unrepaired": self._assembler.frames_skipped,
+            "nacks_received": sent["nacks"],
+            "retransmissions_sent": sent["retransmissions"],
             "keyframe_requests_upstream": self.keyframes.sent,
             "keyframe_requests_coalesced": self.keyframes.coalesced,
             "tap_errors": tap.tap_errors(self._receiver),

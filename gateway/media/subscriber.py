@@ -58,7 +58,8 @@ class Subscriber:
         self.dropped_backlog = 0
         self.skipped_until_keyframe = 0
         self.keyframe_requests = 0  # PLI/FIR from this viewer
-        self.retransmissions = 0
+        self.nacks = 0  # sequence numbers this viewer NACKed (each request counted)
+        self.retransmissions = 0  # of those, resent from the history
 
     def continue_from(self, previous: Subscriber) -> None:
         """Take over a transceiver from ``previous``: same sequence, no timestamp jump back."""
@@ -79,6 +80,7 @@ class Subscriber:
         self._request_keyframe()
 
     def on_nack(self, sequence_number: int) -> None:
+        self.nacks += 1
         entry = self._history[sequence_number % HISTORY]
         if entry is not None and entry[0] == sequence_number and self._output is not None:
             self._output.resend(entry[1])
@@ -155,6 +157,7 @@ class Subscriber:
             "dropped_backlog": self.dropped_backlog,
             "skipped_until_keyframe": self.skipped_until_keyframe,
             "keyframe_requests": self.keyframe_requests,
+            "nacks": self.nacks,
             "retransmissions": self.retransmissions,
             "time_to_first_frame_ms": self.time_to_first_frame_ms,
         }

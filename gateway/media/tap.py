@@ -35,6 +35,7 @@ from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtpPacket, pack_remb_fci, 
 from .assembler import FrameAssembler
 from .congestion import TRANSPORT_CC_URI
 from .frames import EncodedFrame
+from .nack import NackScheduler
 
 logger = logging.getLogger(__name__)
 
@@ -358,6 +359,54 @@ def receive_statistics(receiver: RTCRtpReceiver) -> tuple[int, int, float]:
     return received, lost, jitter
 
 
+class NackCount:
+    """NACKs aiortc's receiver sent to the publisher: RTCP packets, and the sequence numbers
+    they listed (aiortc lists every still-missing one again in each, so repeats count)."""
+
+    def __init__(self) -> None:
+        self.packets = 0
+        self.sequence_numbers = 0
+
+
+def count_nacks(receiver: RTCRtpReceiver) -> NackCount:
+    """Counts the NACKs ``receiver`` sends from now on (aiortc has no counter of its own)."""
+    original = getattr(receiver, "_send_rtcp_nack", None)
+    if original is None:
+        raise RuntimeError("aiortc internals changed: RTCRtpReceiver has no _send_rtcp_nack")
+    count = NackCount()
+
+    async def send_rtcp_nack(media_ssrc: int, lost: list[int]) -> None:
+        count.packets += 1
+        count.sequence_numbers += len(lost)
+        await original(media_ssrc, lost)
+
+    receiver._send_rtcp_nack = send_rtcp_nack  # type: ignore[method-assign]
+    return count
+
+
+_NACK_GENERATOR_ATTR = "_RTCRtpReceiver__nack_generator"
+
+
+def replace_nack_generator(receiver: RTCRtpReceiver, generator: NackScheduler) -> None:
+    """Make ``generator`` decide which packets a video receiver NACKs, and when.
+
+    aiortc calls its ``add(packet)`` for every media packet (RTX unwrapped) and, when it
+    returns True, sends one NACK listing its ``missing``. Call before packets arrive.
+    """
+    if getattr(receiver, _NACK_GENERATOR_ATTR, None) is None:
+        raise RuntimeError(
+            f"aiortc internals changed: RTCRtpReceiver has no {_NACK_GENERATOR_ATTR}"
+        )
+    setattr(receiver, _NACK_GENERATOR_ATTR, generator)
+
+
+def retransmissions_received(receiver: RTCRtpReceiver) -> int:
+    """RTX packets (retransmissions on the publisher's RTX SSRCs) the receiver got."""
+    streams: dict[int, Any] = getattr(receiver, _REMOTE_STREAMS_ATTR, {})
+    rtx: dict[int, int] = getattr(receiver, _RTX_SSRC_ATTR, {})
+    return sum(int(s.packets_received) for ssrc, s in list(streams.items()) if ssrc in rtx)
+
+
 # --- DTLS: peers with RSA certificates ---------------------------------------------------------
 
 _CERTIFICATES_ATTR = "_RTCPeerConnection__certificates"
@@ -396,3 +445,22 @@ def accept_rsa_dtls_peers(pc: RTCPeerConnection) -> None:
         c if isinstance(c, _InteropCertificate) else _InteropCertificate(c._key, c._cert)
         for c in certificates
     ]
+
+
+def selected_pair(pc: RTCPeerConnection) -> dict[str, Any] | None:
+    """The candidate pair ICE nominated for ``pc``'s media (all of it is bundled), as
+    WebRTC's getStats names it: each side's candidate type and address; None before ICE
+    has nominated one. aiortc has no getSelectedCandidatePair: aioice holds the pair.
+    """
+    for transceiver in pc.getTransceivers():
+        dtls = transceiver.receiver.transport
+        connection = getattr(getattr(dtls, "transport", None), "_connection", None)
+        nominated = getattr(connection, "_nominated", None)
+        pair = nominated.get(1) if isinstance(nominated, dict) else None
+        if pair is not None:
+            local, remote = pair.local_candidate, pair.remote_candidate
+            return {
+                "local": {"type": local.type, "address": f"{local.host}:{local.port}"},
+                "remote": {"type": remote.type, "address": f"{remote.host}:{remote.port}"},
+            }
+    return None

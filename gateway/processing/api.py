@@ -10,6 +10,7 @@ from aiohttp import web
 from ..appkeys import CONFIG, REGISTRY
 from ..auth.http import caller
 from ..errors import GatewayError, bad_request
+from ..media import tap
 from ..rooms.policy import Request
 
 
@@ -91,11 +92,23 @@ async def switch_pipeline(request: web.Request) -> web.Response:
 
 
 async def session_media(request: web.Request) -> web.Response:
-    """What a session receives: per mid, the track, its pipeline and rendition."""
+    """What a session receives: per mid, the track, its pipeline and rendition, and how
+    that viewer keeps up (its egress counters); the ICE candidate pair it uses."""
     registry = request.app[REGISTRY]
     session = registry.session(request.match_info["session"], await caller(request))
+    egress = {
+        mid: slot.subscriber.stats()
+        for mid, slot in session.slots.items()
+        if slot.subscriber is not None
+    }
     return web.json_response(
-        {**session.describe(), "room": session.room.name, "receiving": session.receiving()}
+        {
+            **session.describe(),
+            "room": session.room.name,
+            "receiving": session.receiving(),
+            "egress": egress,
+            "candidate_pair": tap.selected_pair(session.pc),
+        }
     )
 
 

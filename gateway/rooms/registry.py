@@ -25,6 +25,17 @@ from .session import PARTICIPANT, PUBLISHER, SUBSCRIBER, Negotiation, Session
 
 logger = logging.getLogger(__name__)
 
+# Per-track loss-repair counters (Publisher.stats) that /api/stats also sums.
+LOSS_TOTALS = (
+    "nacks_sent",
+    "nack_retries",
+    "retransmissions_received",
+    "frames_unrepaired",
+    "upstream_gaps",
+    "nacks_received",
+    "retransmissions_sent",
+)
+
 
 class Registry:
     """Owns every Room and Session; closing it closes them all."""
@@ -427,8 +438,12 @@ class Registry:
         self.rooms.clear()
 
     def stats(self) -> dict[str, Any]:
+        rooms = [room.stats() for room in self.rooms.values()]
+        tracks = [track for room in rooms for track in room["tracks"]]
         return {
-            "rooms": [room.stats() for room in self.rooms.values()],
+            "rooms": rooms,
+            # Loss repair over every live track (per track in rooms[].tracks[]).
+            "loss": {key: sum(track[key] for track in tracks) for key in LOSS_TOTALS},
             "sessions": len(self.sessions),
             "processing": self.renditions.stats(),
             "limits": self.admission.stats(),

@@ -40,14 +40,15 @@ class Coturn:
     port: int
     secret: str
     log_path: Path
+    host: str = "127.0.0.1"
 
     @property
     def turn_url(self) -> str:
-        return f"turn:127.0.0.1:{self.port}?transport=udp"
+        return f"turn:{self.host}:{self.port}?transport=udp"
 
     @property
     def stun_url(self) -> str:
-        return f"stun:127.0.0.1:{self.port}"
+        return f"stun:{self.host}:{self.port}"
 
     def log(self) -> str:
         """coturn's log so far (blocking file I/O: call it off the event loop)."""
@@ -67,12 +68,18 @@ class Coturn:
                 self.process.wait(timeout=10)
 
 
-def _config(directory: Path, port: int, secret: str) -> str:
+def _config(
+    directory: Path,
+    port: int,
+    secret: str,
+    host: str = "127.0.0.1",
+    peers: str = "127.0.0.1",
+) -> str:
     return "\n".join(
         [
-            "listening-ip=127.0.0.1",
+            f"listening-ip={host}",
             f"listening-port={port}",
-            "relay-ip=127.0.0.1",
+            f"relay-ip={host}",
             "use-auth-secret",
             f"static-auth-secret={secret}",
             f"realm={REALM}",
@@ -86,7 +93,7 @@ def _config(directory: Path, port: int, secret: str) -> str:
             "allow-loopback-peers",
             "no-multicast-peers",
             "denied-peer-ip=0.0.0.0-255.255.255.255",
-            "allowed-peer-ip=127.0.0.1",
+            f"allowed-peer-ip={peers}",
             f"log-file={directory / 'turn.log'}",
             "simple-log",
             "no-stdout-log",
@@ -145,4 +152,38 @@ def start_coturn(directory: Path, timeout: float = 15.0) -> Coturn:
                 return server
         server.stop()
         # Exited: most likely the port was taken between choosing and binding; retry.
+    raise RuntimeError(f"coturn did not start; its log:\n{server.log()[-2000:]}")
+
+
+def start_coturn_in_namespace(
+    command: list[str],
+    directory: Path,
+    host: str,
+    peers: str,
+    port: int = 3478,
+    timeout: float = 15.0,
+) -> Coturn:
+    """Start turnserver with ``command`` as prefix (e.g. ``ip netns exec NS``), listening
+    and relaying on ``host`` and relaying only to ``peers`` (an address or a range
+    "A-B"). Returns once its log says the UDP listener is open (this process may not
+    reach ``host``). Blocking: call it from a synchronous fixture."""
+    binary = shutil.which("turnserver") or "/usr/bin/turnserver"
+    directory.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(24)
+    config = directory / "turnserver.conf"
+    config.write_text(_config(directory, port, secret, host, peers))
+    with open(directory / "turnserver.out", "wb") as out:
+        process = subprocess.Popen(
+            [*command, binary, "-c", str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    server = Coturn(process, port, secret, directory / "turn.log", host)
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        if re.search(rf"UDP listener opened on\s*:\s*{re.escape(host)}:{port}", server.log()):
+            return server
+        time.sleep(0.05)
+    server.stop()
     raise RuntimeError(f"coturn did not start; its log:\n{server.log()[-2000:]}")

@@ -110,7 +110,14 @@ def test_subscribe_keeps_totals_of_viewers_that_left_and_reports_empty() -> None
     forwarder.forward(frame(keyframe=False))
     first.stop()
     assert forwarder.subscribers == [second] and not emptied
-    assert forwarder.totals() == {"frames": 4, "bytes": 200, "drops": 0, "skipped": 0}
+    assert forwarder.totals() == {
+        "frames": 4,
+        "bytes": 200,
+        "drops": 0,
+        "skipped": 0,
+        "nacks": 0,
+        "retransmissions": 0,
+    }
     second.stop()
     assert emptied == [True]
     assert forwarder.totals()["frames"] == 4

@@ -250,6 +250,7 @@ async def test_nack_resends_the_protected_packet() -> None:
     subscriber.on_nack((seqs[2] + 1) & 0xFFFF)  # never sent
     subscriber.on_nack((seqs[0] + HISTORY) & 0xFFFF)  # same slot, other packet
     assert subscriber.retransmissions == 1
+    assert subscriber.nacks == 3  # every NACKed packet counts, answered or not
 
 
 async def test_nack_for_a_packet_older_than_the_history_is_ignored() -> None:
@@ -327,6 +328,7 @@ async def test_stats() -> None:
         "dropped_backlog": 0,
         "skipped_until_keyframe": 1,
         "keyframe_requests": 0,
+        "nacks": 0,
         "retransmissions": 0,
     }
 

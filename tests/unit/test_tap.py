@@ -32,6 +32,7 @@ from aiortc.rtp import RtpPacket
 from gateway.media import tap
 from gateway.media.assembler import FrameAssembler
 from gateway.media.frames import EncodedFrame, OutgoingFrame
+from gateway.media.nack import NackScheduler
 from gateway.media.sender_slot import IdleTrack
 from gateway.media.subscriber import Subscriber
 from gateway.signaling.ice import restrict_host_addresses
@@ -461,3 +462,72 @@ def test_aiortc_still_has_the_internals_the_tap_uses() -> None:
     assert callable(getattr(RTCRtpSender, "_send_keyframe", None))
     assert callable(getattr(RTCRtpSender, "_retransmit", None))
     assert callable(getattr(RTCRtpReceiver, "_handle_rtp_packet", None))
+
+
+async def test_selected_pair_names_the_nominated_candidates(links: LinkFactory) -> None:
+    link = await links()
+    assert link.receiver is not None
+    await wait_for(lambda: tap.selected_pair(link.receiver_pc) is not None)
+    receiving = tap.selected_pair(link.receiver_pc)
+    sending = tap.selected_pair(link.sender_pc)
+    assert receiving is not None and sending is not None
+    assert receiving["local"]["type"] == receiving["remote"]["type"] == "host"
+    assert receiving["local"]["address"].startswith("127.0.0.1:")
+    # Both ends of one path: each side's local address is the other's remote.
+    assert receiving["local"]["address"] == sending["remote"]["address"]
+    assert receiving["remote"]["address"] == sending["local"]["address"]
+
+
+async def test_selected_pair_is_none_before_ice() -> None:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("video", direction="recvonly")
+    try:
+        assert tap.selected_pair(pc) is None
+    finally:
+        await pc.close()
+
+
+async def test_nack_scheduler_asks_again_for_a_lost_retransmission(links: LinkFactory) -> None:
+    """A packet lost twice (the original and its first retransmission) still arrives:
+    the receiver NACKs it again ~40 ms later without waiting for new loss (aiortc's own
+    generator would not, and the assembler would give the frame up)."""
+    viewer = Viewer()
+    link = await links("VP8", track=viewer.track, prepare=viewer.attach)
+    assert link.receiver is not None
+    scheduler = NackScheduler()
+    tap.replace_nack_generator(link.receiver, scheduler)
+    nacks = tap.count_nacks(link.receiver)
+    await wait_for(lambda: viewer.starts == 1)
+    frames = encoded_frames("VP8", 40)
+    write = viewer.output.resend
+    lost_seq: list[int] = []
+    drops = 0
+
+    def lose_twice(protected: bytes) -> None:
+        nonlocal drops
+        seq = int.from_bytes(protected[2:4], "big")  # the RTP header is not encrypted
+        if not lost_seq and viewer.subscriber.packets_sent == 3:
+            lost_seq.append(seq)  # the keyframe's fourth packet
+        if lost_seq and seq == lost_seq[0] and drops < 2:
+            drops += 1
+            return
+        write(protected)
+
+    viewer.output.resend = lose_twice  # type: ignore[method-assign]
+    for frame in frames:
+        viewer.subscriber.push(frame)
+        await asyncio.sleep(0.01)  # packets keep arriving: they carry the retries
+    await wait_for(lambda: len(link.frames) == 40)
+    assert drops == 2 and viewer.subscriber.retransmissions >= 2
+    assert scheduler.retries >= 1 and nacks.sequence_numbers >= 2
+    assert not any(f.discontinuity for f in link.frames)
+    assert [picture_number(p) for p in decode_all("VP8", link.frames)] == list(range(40))
+    assert tap.retransmissions_received(link.receiver) == 0  # resent on the media SSRC
+
+
+def test_nack_scheduler_needs_aiortcs_video_nack_generator() -> None:
+    class NoGenerator:
+        pass
+
+    with pytest.raises(RuntimeError, match="internals changed"):
+        tap.replace_nack_generator(NoGenerator(), NackScheduler())  # type: ignore[arg-type]
