@@ -77,6 +77,7 @@ class IngestSettings:
     max_bitrate_kbps: int = 3000
     min_bitrate_kbps: int = 0
     rooms: list[RoomBitrate] = field(default_factory=list)
+    publisher_timeout_s: float = 3.0
 
 
 @dataclass
@@ -400,6 +401,11 @@ def _validate(config: Config) -> None:
     check(config.rooms.chat_rate_per_s > 0, "rooms.chat_rate_per_s", "must be positive")
     check(config.rooms.chat_burst >= 1, "rooms.chat_burst", "must be at least 1")
     check(config.rooms.reconnect_grace_s >= 0, "rooms.reconnect_grace_s", "must not be negative")
+    check(
+        config.ingest.publisher_timeout_s == 0 or 1 <= config.ingest.publisher_timeout_s <= 300,
+        "ingest.publisher_timeout_s",
+        "must be 0 (off) or 1-300",
+    )
     r = config.recording
     check(bool(r.directory.strip()), "recording.directory", "must not be empty")
     check(r.queue_frames >= 10, "recording.queue_frames", "must be at least 10")

@@ -464,3 +464,23 @@ def selected_pair(pc: RTCPeerConnection) -> dict[str, Any] | None:
                 "remote": {"type": remote.type, "address": f"{remote.host}:{remote.port}"},
             }
     return None
+
+
+# --- liveness: datagrams received from a peer --------------------------------------------------
+
+_RX_PACKETS_ATTR = "_RTCDtlsTransport__rx_packets"
+
+
+def datagrams_received(pc: RTCPeerConnection) -> int:
+    """DTLS, SRTP and SRTCP datagrams ``pc`` has received on all its transports (aiortc
+    counts them for getStats; STUN stays below, in the ICE agent)."""
+    transports = {id(t.receiver.transport): t.receiver.transport for t in pc.getTransceivers()}
+    total = 0
+    for transport in transports.values():
+        count = getattr(transport, _RX_PACKETS_ATTR, None)
+        if not isinstance(count, int):
+            raise RuntimeError(
+                f"aiortc internals changed: RTCDtlsTransport has no {_RX_PACKETS_ATTR}"
+            )
+        total += count
+    return total

@@ -175,6 +175,7 @@ class Recorder:
         self.bytes_written = 0
         self.size = 0
         self.duration_ms = 0
+        self._start_unix_s: float | None = None  # wall clock of the file's time 0
 
     def add_track(
         self, kind: str, codec: str, request_keyframe: Callable[[], None]
@@ -285,7 +286,8 @@ class Recorder:
         first_index, _, first_timestamp, _, _ = held[0]
         origin_s = clocks[first_index].wall_s(first_timestamp)
         timeline = _Timeline(clocks, origin_s, [-1] * len(self.tracks))
-        self.info["start"] = utc_iso(origin_s - NTP_UNIX_OFFSET_S)
+        self._start_unix_s = origin_s - NTP_UNIX_OFFSET_S
+        self.info["start"] = utc_iso(self._start_unix_s)
         self.info["tracks"] = [
             {"kind": t.spec.kind, "codec": t.spec.codec}
             | ({"width": size[0], "height": size[1]} if size and t is video else {})
@@ -380,7 +382,12 @@ class Recorder:
             }
         )
         if state != RECORDING:
-            info["end"] = utc_iso(time.time())
+            # The media's end, not the moment the file was closed: a publisher found lost
+            # after seconds of silence ended when its last frame did.
+            ended = time.time()
+            if self._start_unix_s is not None and self.duration_ms:
+                ended = min(ended, self._start_unix_s + self.duration_ms / 1000)
+            info["end"] = utc_iso(ended)
             info["reason"] = self.reason
         if self.error:
             info["error"] = self.error

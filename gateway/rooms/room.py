@@ -204,10 +204,18 @@ class Room:
         self.publisher = None
         if self._announced:
             self._announced = False
-            self.emit({"type": "publisher-left", "room": self.name, "publisher": session.public_id})
+            self.emit(
+                {
+                    "type": "publisher-left",
+                    "room": self.name,
+                    "publisher": session.public_id,
+                    "reason": session.close_reason,
+                }
+            )
         # Viewers of a stream that ended have nothing left to receive.
+        reason = "publisher-lost" if session.close_reason == "publisher-lost" else "publisher-left"
         for subscriber in list(self.subscribers):
-            subscriber.close_soon("publisher-left")
+            subscriber.close_soon(reason)
 
     def listen(self, listener: EventListener) -> None:
         self._listeners.add(listener)

@@ -31,6 +31,7 @@ from ..errors import GatewayError, bad_request, not_found
 from ..limits.buckets import RateLimit
 from ..media import tap
 from ..media.ingest import IngestControl
+from ..media.liveness import Liveness
 from ..media.publisher import Publisher
 from ..media.sender_slot import SenderSlot
 from ..media.subscriber import Subscriber
@@ -131,6 +132,7 @@ class Session:
         self._grace_timer: asyncio.TimerHandle | None = None
         self._connect_timer: asyncio.TimerHandle | None = None
         self._close_task: asyncio.Task[None] | None = None
+        self._liveness: Liveness | None = None  # started once connected
         self.pc.on("connectionstatechange", self._on_connection_state)
         self.pc.on("track", self._on_track)
         self.pc.on("datachannel", self._on_datachannel)
@@ -598,8 +600,32 @@ class Session:
             if self._connect_timer is not None:
                 self._connect_timer.cancel()
                 self._connect_timer = None
+            self._watch_liveness()
         elif state in ("failed", "closed"):
             self.close_soon("ice-failed" if state == "failed" else "closed")
+
+    def _watch_liveness(self) -> None:
+        timeout_s = self._config.ingest.publisher_timeout_s
+        if timeout_s <= 0 or self.closed:
+            return
+        self._liveness = Liveness(
+            timeout_s, lambda: tap.datagrams_received(self.pc), self._went_quiet
+        )
+        self._liveness.start()
+
+    def _went_quiet(self, quiet_s: float) -> None:
+        if not self.published:
+            # Only publishers are ended for silence: a viewer sends little (RTCP) and
+            # ICE consent ends it when it is gone. It may publish later: keep watching.
+            self._watch_liveness()
+            return
+        logger.warning(
+            "session %s (room %s) sent nothing for %.1fs: publisher lost",
+            self.id,
+            self.room.name,
+            quiet_s,
+        )
+        self.close_soon("publisher-lost")
 
     def _connect_timed_out(self) -> None:
         self._connect_timer = None
@@ -621,6 +647,8 @@ class Session:
         if self._grace_timer is not None:
             self._grace_timer.cancel()
             self._grace_timer = None
+        if self._liveness is not None:
+            self._liveness.stop()
         self._ingest.close()
         for publisher in self.published.values():
             publisher.close()
