@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from gateway.rooms.registry import LOSS_TOTALS
 from tests.e2e.conftest import CAMERA_FPS, CAMERA_FRAMES, CAMERA_HEIGHT, CAMERA_WIDTH, write_y4m
 from tests.e2e.loss_world import LossWorld, loss_world, measure, residual_loss, rtp_stats
 
@@ -46,17 +47,7 @@ PREFIX = "lossbench"
 logger = logging.getLogger("bench.loss")
 
 # The gateway's per-track loss counters (Publisher.stats) reported per window.
-GATEWAY_COUNTERS = (
-    "nacks_sent",
-    "nack_retries",
-    "retransmissions_received",
-    "frames_unrepaired",
-    "upstream_gaps",
-    "nacks_received",
-    "retransmissions_sent",
-    "keyframe_requests_upstream",
-    "frames_received",
-)
+GATEWAY_COUNTERS = (*LOSS_TOTALS, "keyframe_requests_upstream", "frames_received")
 
 
 def video_track(stats: dict[str, Any]) -> dict[str, Any]:
