@@ -6,9 +6,13 @@ project. webrtcbin keeps its defaults (its own self-signed RSA certificate, no h
 extensions) except bundle-policy=max-bundle, which is what GStreamer's own WHIP
 elements set and what makes its second m-line ``a=bundle-only`` with port 0.
 
-    publish URL --codec VP8|H264 --seconds S   numbered frames + a tone, via WHIP
-    watch URL --codec VP8|H264 --seconds S     frame numbers and audio it decoded
+    publish URL --codec VP8|H264 --seconds S   numbered frames + a tone, via WHIP, until
+                                               S or its stdin closes
+    watch URL --codec VP8|H264 --seconds S     frame numbers and audio it decoded, for S
+    [--frames N]                               or until N video frames and N audio
+                                               buffers are decoded
     [--setup active]                           offer DTLS client role (gateway serves)
+    [--trickle]                                POST the offer at once, PATCH candidates
 
 Either way it prints one JSON line at the end: the answer it got and what it decoded.
 """
@@ -16,7 +20,10 @@ Either way it prints one JSON line at the end: the answer it got and what it dec
 from __future__ import annotations
 
 import argparse
+import array
 import json
+import os
+import sys
 import threading
 import time
 import urllib.error
@@ -78,9 +85,14 @@ def read_number(y_plane: bytes, width: int) -> int | None:
 
 
 class Client:
-    def __init__(self, url: str, codec: str, seconds: float, publish: bool, setup: str) -> None:
-        self.url = url
-        self.setup = setup
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.url: str = args.url
+        self.setup: str = args.setup
+        self.trickle: bool = args.trickle
+        self.frames_wanted: int | None = args.frames
+        codec: str = args.codec
+        seconds: float = args.seconds
+        publish = args.mode == "publish"
         self.answer: str | None = None
         self.codec = codec
         self.seconds = seconds
@@ -93,7 +105,17 @@ class Client:
         self.video_unreadable = 0
         self.video_sizes: set[tuple[int, int]] = set()
         self.audio_buffers = 0
+        self.audio_peak = 0
         self.connected = False
+        # Trickle: candidates wait here until the POST's answer names the session.
+        self.etag: str | None = None
+        self.offer_candidates = 0
+        self.pending: list[tuple[int, str]] = []
+        self.gathered = False
+        self.patches_ended = False
+        self.trickled = 0
+        self.patches: list[int] = []
+        self.signal_lock = threading.Lock()
         self.pipe = Gst.Pipeline.new("client")
         self.webrtc = Gst.ElementFactory.make("webrtcbin", "webrtc")
         self.webrtc.set_property("bundle-policy", GstWebRTC.WebRTCBundlePolicy.MAX_BUNDLE)
@@ -108,6 +130,7 @@ class Client:
             self._add_receivers()
         self.webrtc.connect("on-negotiation-needed", self._on_negotiation_needed)
         self.webrtc.connect("notify::ice-gathering-state", self._on_gathering)
+        self.webrtc.connect("on-ice-candidate", self._on_candidate)
         self.webrtc.connect("notify::connection-state", self._on_connection)
         self.webrtc.connect("pad-added", self._on_pad)
         bus = self.pipe.get_bus()
@@ -188,7 +211,9 @@ class Client:
             branch.get_by_name("sink").connect("new-sample", self._on_video_sample)
         else:
             branch = Gst.parse_bin_from_description(
-                "audioconvert ! appsink name=sink emit-signals=true sync=false", True
+                "audioconvert ! audio/x-raw,format=S16LE "
+                "! appsink name=sink emit-signals=true sync=false",
+                True,
             )
             branch.get_by_name("sink").connect("new-sample", self._on_audio_sample)
         self.pipe.add(branch)
@@ -211,11 +236,29 @@ class Client:
                 self.video_unreadable += 1
             else:
                 self.video_numbers.append(number)
+        self._check_enough()
         return Gst.FlowReturn.OK
 
+    def _check_enough(self) -> None:
+        wanted = self.frames_wanted
+        decoded = len(self.video_numbers) + self.video_unreadable
+        if wanted is not None and decoded >= wanted and self.audio_buffers >= wanted:
+            self.frames_wanted = None  # quit once
+            GLib.idle_add(self.loop.quit)
+
     def _on_audio_sample(self, sink: Any) -> Gst.FlowReturn:
-        sink.emit("pull-sample")
+        sample = sink.emit("pull-sample")
         self.audio_buffers += 1
+        ok, info = sample.get_buffer().map(Gst.MapFlags.READ)
+        if ok:
+            try:
+                data = bytes(info.data)
+            finally:
+                sample.get_buffer().unmap(info)
+            samples = array.array("h", data[: len(data) // 2 * 2])
+            if samples:
+                self.audio_peak = max(self.audio_peak, max(samples), -min(samples))
+        self._check_enough()
         return Gst.FlowReturn.OK
 
     # -- signaling -------------------------------------------------------------------------
@@ -232,20 +275,87 @@ class Client:
             self._fail(f"create-offer failed: {reply.to_string() if reply else None}")
             return
         self.webrtc.emit("set-local-description", offer, Gst.Promise.new())
+        if self.trickle:
+            # Trickle (webrtcbin's own way): the offer leaves before gathering has
+            # begun, so it carries no candidate; they follow in PATCHes.
+            text = offer.sdp.as_text()
+            threading.Thread(target=self._post, args=(text,), daemon=True).start()
 
     def _on_gathering(self, *_args: Any) -> None:
-        # Not trickling: the offer goes out once it carries every candidate.
         if (
             self.webrtc.get_property("ice-gathering-state")
             != GstWebRTC.WebRTCICEGatheringState.COMPLETE
         ):
             return
+        if self.trickle:
+            with self.signal_lock:
+                self.gathered = True
+            threading.Thread(target=self._flush_candidates, daemon=True).start()
+            return
+        # Not trickling: the offer goes out once it carries every candidate.
         if self.location is not None:
             return
         offer = self.webrtc.get_property("local-description").sdp.as_text()
         threading.Thread(target=self._post, args=(offer,), daemon=True).start()
 
+    def _on_candidate(self, _element: Any, mline: int, candidate: str) -> None:
+        if not self.trickle or not candidate:
+            return
+        with self.signal_lock:
+            self.pending.append((mline, candidate))
+        threading.Thread(target=self._flush_candidates, daemon=True).start()
+
+    def _flush_candidates(self) -> None:
+        """PATCHes what has been gathered since the last one (RFC 9725 4.3.1, RFC 8840);
+        one sender at a time, so candidates arrive in order and end-of-candidates last."""
+        with self.signal_lock:
+            if self.location is None or self.etag is None:
+                return  # _post calls this again once it knows the session
+            batch, self.pending = self.pending, []
+            end = self.gathered and not self.patches_ended
+            self.patches_ended = self.patches_ended or end
+            if not batch and not end:
+                return
+            local = self.webrtc.get_property("local-description").sdp.as_text()
+            lines = [
+                line
+                for line in local.splitlines()
+                if line.startswith(("a=ice-ufrag:", "a=ice-pwd:"))
+            ][:2]
+            mids = [line[6:] for line in local.splitlines() if line.startswith("a=mid:")]
+            for mline in sorted({m for m, _ in batch} | ({0} if end else set())):
+                lines += ["m=audio 9 RTP/AVP 0", f"a=mid:{mids[mline]}"]
+                lines += [f"a={c}" for m, c in batch if m == mline]
+                if end and mline == 0:
+                    lines.append("a=end-of-candidates")
+            body = "\r\n".join(lines) + "\r\n"
+            request = urllib.request.Request(
+                self._resource(),
+                data=body.encode(),
+                method="PATCH",
+                headers={
+                    "Content-Type": "application/trickle-ice-sdpfrag",
+                    "If-Match": self.etag,
+                },
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    self.patches.append(response.status)
+            except urllib.error.HTTPError as exc:
+                self.patches.append(exc.code)
+                self._fail(f"PATCH: {exc.code} {exc.read().decode()}")
+                return
+            except OSError as exc:
+                self._fail(f"PATCH: {exc}")
+                return
+            self.trickled += len(batch)
+
+    def _resource(self) -> str:
+        assert self.location is not None
+        return "/".join(self.url.split("/", 3)[:3]) + self.location
+
     def _post(self, offer: str) -> None:
+        self.offer_candidates = offer.count("a=candidate:")
         if self.setup != "actpass":
             # webrtcbin always offers actpass; offering "active" makes the gateway the
             # DTLS server, and webrtcbin takes the client role the answer leaves it.
@@ -256,7 +366,9 @@ class Client:
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
                 answer = response.read().decode()
-                self.location = response.headers["Location"]
+                with self.signal_lock:
+                    self.location = response.headers["Location"]
+                    self.etag = response.headers["ETag"]
         except urllib.error.HTTPError as exc:
             self._fail(f"POST {self.url}: {exc.code} {exc.read().decode()}")
             return
@@ -265,6 +377,8 @@ class Client:
             return
         self.answer = answer
         GLib.idle_add(self._set_answer, answer)
+        if self.trickle:
+            self._flush_candidates()
 
     def _set_answer(self, answer: str) -> bool:
         _, message = GstSdp.SDPMessage.new_from_text(answer)
@@ -294,6 +408,9 @@ class Client:
     def run(self) -> dict[str, Any]:
         self.pipe.set_state(Gst.State.PLAYING)
         GLib.timeout_add(int(self.seconds * 1000), self.loop.quit)
+        if self.publish:
+            # The test closes our stdin when its viewers have seen enough.
+            GLib.io_add_watch(sys.stdin.fileno(), GLib.IO_IN | GLib.IO_HUP, self._on_stdin)
         self.loop.run()
         self.pipe.set_state(Gst.State.NULL)
         if self.location is not None:
@@ -304,17 +421,27 @@ class Client:
             "frames_pushed": self.frames_pushed,
             "video_numbers": self.video_numbers,
             "video_unreadable": self.video_unreadable,
+            "video_frames": len(self.video_numbers) + self.video_unreadable,
             "video_sizes": sorted(self.video_sizes),
             "audio_buffers": self.audio_buffers,
+            "audio_peak": self.audio_peak,
             "answer": self.answer,
+            "offer_candidates": self.offer_candidates,
+            "trickled": self.trickled,
+            "patches": self.patches,
+            "ended_candidates": self.patches_ended,
         }
 
+    def _on_stdin(self, fd: int, _condition: Any) -> bool:
+        if os.read(fd, 4096):
+            return True
+        self.loop.quit()
+        return False
+
     def _delete(self) -> None:
-        assert self.location is not None
-        base = self.url.split("/", 3)
-        target = "/".join(base[:3]) + self.location
         try:
-            urllib.request.urlopen(urllib.request.Request(target, method="DELETE"), timeout=5)
+            request = urllib.request.Request(self._resource(), method="DELETE")
+            urllib.request.urlopen(request, timeout=5)
         except OSError:
             pass  # the session may be gone already
 
@@ -326,10 +453,12 @@ def main() -> None:
     parser.add_argument("--codec", choices=tuple(ENCODERS), default="VP8")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--setup", choices=("actpass", "active"), default="actpass")
+    parser.add_argument("--trickle", action="store_true")
+    parser.add_argument("--frames", type=int, default=None)
     args = parser.parse_args()
     Gst.init(None)
     started = time.monotonic()
-    result = Client(args.url, args.codec, args.seconds, args.mode == "publish", args.setup).run()
+    result = Client(args).run()
     result["ran_s"] = round(time.monotonic() - started, 2)
     print(json.dumps(result), flush=True)
 

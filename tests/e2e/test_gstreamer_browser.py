@@ -1,0 +1,208 @@
+"""Stock GStreamer webrtcbin and headless Chromium through the gateway, both directions.
+
+Chromium publishes its fake camera and microphone over WHIP from page JavaScript and a
+GStreamer WHEP viewer (tests/support/gst_client.py) decodes them; a GStreamer WHIP
+publisher's numbered frames (tests/support/media.py's barcode, drawn by gst_client) are
+read back in Chromium from the <video> through a canvas, frame by frame.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import pytest
+from playwright.async_api import Browser, Page
+
+from tests.conftest import RunningGateway
+from tests.support.gst_process import GstClient, check_answer
+from tests.support.peers import wait_for
+
+from .conftest import CAMERA_HEIGHT, CAMERA_WIDTH
+from .pages import GATHERED, open_page, wait_js
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(90)]
+
+# Camera and microphone over WHIP; only ``codec`` (and its rtx) offered for video.
+PUBLISH = (
+    "async ({room, width, height, codec}) => {"
+    + GATHERED
+    + """
+  const stream = await navigator.mediaDevices.getUserMedia({
+    video: {width: {exact: width}, height: {exact: height}}, audio: true,
+  });
+  // Keep the resolution under CPU pressure (see tests/e2e/pages.py start_publisher).
+  stream.getVideoTracks()[0].contentHint = "detail";
+  const pc = new RTCPeerConnection({iceServers: []});
+  for (const track of stream.getTracks()) {
+    const transceiver = pc.addTransceiver(track, {direction: "sendonly", streams: [stream]});
+    if (track.kind === "video") {
+      transceiver.setCodecPreferences(RTCRtpSender.getCapabilities("video").codecs.filter(
+        (c) => [`video/${codec.toLowerCase()}`, "video/rtx"].includes(c.mimeType.toLowerCase())));
+    }
+  }
+  const {location, answer} = await post(`/whip/${room}`, await gathered(pc));
+  await pc.setRemoteDescription({type: "answer", sdp: answer});
+  window.whip = {pc, location};
+}"""
+)
+
+# A WHEP viewer that reads the frame number (16 blocks: 12 bits and 4 check bits, as
+# tests/support/media.py read_frame_number) from every frame the <video> presents, and
+# plays the audio through an <audio> element so Chromium's audio stats count samples.
+WATCH = (
+    "async ({room}) => {"
+    + GATHERED
+    + """
+  const pc = new RTCPeerConnection({iceServers: []});
+  pc.addTransceiver("video", {direction: "recvonly"});
+  pc.addTransceiver("audio", {direction: "recvonly"});
+  const video = document.createElement("video");
+  Object.assign(video, {muted: true, autoplay: true, playsInline: true});
+  const audio = document.createElement("audio");
+  audio.autoplay = true;
+  document.body.append(video, audio);
+  pc.ontrack = ({track}) => {
+    const element = track.kind === "video" ? video : audio;
+    element.srcObject ??= new MediaStream();
+    element.srcObject.addTrack(track);
+  };
+  const whep = window.whep = {pc, numbers: [], unreadable: 0, sizes: [], video: {}, audio: {}};
+  const canvas = document.createElement("canvas");
+  const context = canvas.getContext("2d", {willReadFrequently: true});
+  const read = () => {
+    const w = video.videoWidth, h = video.videoHeight;
+    if (!w || !h) return;
+    if (!whep.sizes.includes(`${w}x${h}`)) whep.sizes.push(`${w}x${h}`);
+    const block = Math.floor(w / 16);
+    canvas.width = w;
+    canvas.height = block;
+    context.drawImage(video, 0, 0, w, h);
+    const {data} = context.getImageData(0, 0, w, block);
+    let code = 0;
+    for (let bit = 0; bit < 16; bit++) {
+      let total = 0, count = 0;
+      for (let y = Math.floor(block / 4); y < Math.floor(3 * block / 4); y++) {
+        const left = bit * block + Math.floor(block / 4);
+        for (let x = left; x < left + Math.floor(block / 2); x++) {
+          const i = (y * w + x) * 4;
+          total += 0.299 * data[i] + 0.587 * data[i + 1] + 0.114 * data[i + 2];
+          count++;
+        }
+      }
+      code = (code << 1) | (total / count > 128 ? 1 : 0);
+    }
+    const number = code >> 4;
+    if ((code & 0xf) === ((number + (number >> 4) + (number >> 8) + 5) & 0xf)) {
+      whep.numbers.push(number);
+    } else {
+      whep.unreadable++;
+    }
+  };
+  const tick = () => {
+    read();
+    video.requestVideoFrameCallback(tick);
+  };
+  video.requestVideoFrameCallback(tick);
+  const {location, answer} = await post(`/whep/${room}`, await gathered(pc));
+  whep.location = location;
+  await pc.setRemoteDescription({type: "answer", sdp: answer});
+  setInterval(async () => {
+    for (const s of (await pc.getStats()).values()) {
+      if (s.type === "inbound-rtp") whep[s.kind] = {...s};
+    }
+  }, 250);
+}"""
+)
+
+CLOSE = """async (name) => {
+  const session = window[name];
+  await fetch(session.location, {method: "DELETE"});
+  session.pc.close();
+}"""
+
+
+async def watch_state(page: Page) -> dict[str, Any]:
+    # Stats fetched now, after the frames were read: framesDecoded counts every one.
+    state: dict[str, Any] = await page.evaluate(
+        """async () => {
+          const numbers = [...whep.numbers];
+          for (const s of (await whep.pc.getStats()).values()) {
+            if (s.type === "inbound-rtp") whep[s.kind] = {...s};
+          }
+          return {numbers, unreadable: whep.unreadable, sizes: whep.sizes,
+                  video: whep.video, audio: whep.audio};
+        }"""
+    )
+    return state
+
+
+@pytest.mark.parametrize("codec", ["VP8", "H264"])
+async def test_gstreamer_viewer_decodes_chromium_publisher(
+    gateway: RunningGateway, browser: Browser, codec: str
+) -> None:
+    room = f"chromium-{codec.lower()}"
+    context = await browser.new_context()
+    page = await open_page(context, f"{gateway.base}/", f"whip {codec}")
+    await page.evaluate(
+        PUBLISH, {"room": room, "width": CAMERA_WIDTH, "height": CAMERA_HEIGHT, "codec": codec}
+    )
+    await wait_js(page, "window.whip.pc.connectionState === 'connected'")
+    await wait_for(
+        lambda: (r := gateway.registry.room(room)) is not None and len(r.publishers) == 2,
+        timeout=20,
+    )
+    try:
+        viewer = await GstClient.start("watch", f"{gateway.base}/whep/{room}", codec, 30, frames=60)
+        result = await viewer.result()
+        stats = await gateway.stats()
+    finally:
+        with contextlib.suppress(Exception):
+            await page.evaluate(CLOSE, "whip")
+        await context.close()
+    assert result["connected"]
+    check_answer(result["answer"])
+    assert result["video_sizes"] == [[CAMERA_WIDTH, CAMERA_HEIGHT]]
+    assert result["video_frames"] >= 60
+    # Chromium's fake microphone beeps: decoded Opus far above silence.
+    assert result["audio_buffers"] >= 60, "audio did not arrive"
+    assert result["audio_peak"] > 2000, "audio is silent"
+    tracks = {t["kind"]: t for t in stats["rooms"][0]["tracks"]}
+    assert tracks["video"]["codec"] == codec
+
+
+@pytest.mark.parametrize("codec", ["VP8", "H264"])
+async def test_chromium_viewer_reads_gstreamer_publisher_frames(
+    gateway: RunningGateway, browser: Browser, codec: str
+) -> None:
+    room = f"gst-{codec.lower()}"
+    publisher = await GstClient.start("publish", f"{gateway.base}/whip/{room}", codec, 40)
+    context = await browser.new_context()
+    try:
+        await wait_for(
+            lambda: (r := gateway.registry.room(room)) is not None and len(r.publishers) == 2,
+            timeout=20,
+        )
+        page = await open_page(context, f"{gateway.base}/", f"whep {codec}")
+        await page.evaluate(WATCH, {"room": room})
+        await wait_js(
+            page,
+            "whep.numbers.length >= 60 && (whep.audio.totalSamplesReceived ?? 0) > 48000",
+        )
+        state = await watch_state(page)
+        await page.evaluate(CLOSE, "whep")
+    finally:
+        await context.close()
+        result = await publisher.result()
+    assert result["connected"]
+    check_answer(result["answer"])
+    numbers: list[int] = state["numbers"]
+    assert state["sizes"] == ["320x240"]
+    assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers), "order"
+    assert numbers[-1] < result["frames_pushed"]
+    assert state["unreadable"] <= len(numbers) // 10, "pictures too degraded to read"
+    video, audio = state["video"], state["audio"]
+    assert video["framesDecoded"] >= len(numbers)
+    assert video["codecId"] and audio["codecId"]
+    # webrtcbin's 440 Hz tone (volume 0.3), decoded and played: energy, not silence.
+    assert audio["totalAudioEnergy"] > 0.01, audio
