@@ -48,7 +48,9 @@ async def rooms(request: web.Request) -> web.Response:
             "rooms": [
                 {
                     "room": room.name,
-                    "live": bool(room.publishers),
+                    "live": bool(room.publishers) and room.held is None,
+                    # Kept for its publisher's return (publisher failover).
+                    "paused": room.held is not None,
                     "viewers": len(room.subscribers),
                     "tracks": [{"kind": p.kind, "codec": p.codec} for p in room.publishers],
                 }

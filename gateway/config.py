@@ -92,6 +92,7 @@ class RoomSettings:
     chat_rate_per_s: float = 5.0
     chat_burst: int = 10
     reconnect_grace_s: float = 10.0
+    publisher_grace_s: float = 30.0
 
 
 @dataclass
@@ -401,6 +402,11 @@ def _validate(config: Config) -> None:
     check(config.rooms.chat_rate_per_s > 0, "rooms.chat_rate_per_s", "must be positive")
     check(config.rooms.chat_burst >= 1, "rooms.chat_burst", "must be at least 1")
     check(config.rooms.reconnect_grace_s >= 0, "rooms.reconnect_grace_s", "must not be negative")
+    check(
+        0 <= config.rooms.publisher_grace_s <= 3600,
+        "rooms.publisher_grace_s",
+        "must be 0 (off) to 3600",
+    )
     check(
         config.ingest.publisher_timeout_s == 0 or 1 <= config.ingest.publisher_timeout_s <= 300,
         "ingest.publisher_timeout_s",

@@ -22,6 +22,22 @@ from .subscriber import Subscriber
 
 logger = logging.getLogger(__name__)
 
+# RTP clock rates (RFC 7587 for Opus, RFC 3551 for the rest): a successor's timeline
+# continues from the predecessor's by the wall-clock time between them.
+AUDIO_CLOCK_RATES = {"opus": 48000, "pcmu": 8000, "pcma": 8000, "g722": 8000}
+VIDEO_CLOCK_RATE = 90000
+
+# Per-receiver counters kept in stats across a takeover (summed over every receiver).
+_RECEIVER_TOTALS = (
+    "frames_decoded",
+    "packets_late",
+    "nacks_sent",
+    "nack_retries",
+    "retransmissions_received",
+    "frames_unrepaired",
+    "tap_errors",
+)
+
 
 class Publisher:
     """Receives one track's encoded frames from aiortc and forwards them.
@@ -29,6 +45,11 @@ class Publisher:
     Each frame is packetized once (RTP payloads shared by all subscribers, its
     timestamp made relative to the first frame): no decode, no encode, no
     per-viewer copy or packetization.
+
+    The track outlives the receiver feeding it: when its publisher's connection is gone
+    (``detach``), a returning publisher's receiver can take it over (``rebind``), and
+    every viewer, rendition and sink of it carries on with the same track, its timeline
+    continued by the wall-clock time in between.
     """
 
     def __init__(
@@ -46,15 +67,22 @@ class Publisher:
         self.source = source or ("camera" if kind == "video" else "microphone")
         self.owner = owner  # id of the session that publishes it
         self.muted = False
-        self._receiver = receiver
         self._packetize = tap.packetizer(codec)
-        self._assembler = FrameAssembler(codec, kind)
         self.forwarder = Forwarder()
         self.keyframes = KeyframeRequester(keyframe_interval_s, self._send_pli)
+        self._clock_rate = (
+            VIDEO_CLOCK_RATE if kind == "video" else AUDIO_CLOCK_RATES.get(codec.lower(), 48000)
+        )
         self._ssrc: int | None = None
         self._first_ts: int | None = None
         self._last_ts = 0
         self._ts_cycles = 0
+        # The timeline: each receiver's timestamps, relative to its first, start here.
+        self._timeline_base = 0
+        self._last_pts = 0
+        self.paused_at: float | None = None  # detached, waiting for a successor
+        self.takeovers = 0
+        self._retired = dict.fromkeys(_RECEIVER_TOTALS, 0)
         self._pli_tasks: set[asyncio.Task[None]] = set()
         self._on_close: list[Callable[[], None]] = []
         self.started_at = time.monotonic()
@@ -66,18 +94,66 @@ class Publisher:
         self.closed = False
         # Windowed ingest numbers (bitrate, fps, loss, jitter, feedback), set by media/ingest.py.
         self.ingest_stats: Callable[[], dict[str, Any]] | None = None
+        self._receiver: RTCRtpReceiver | None = None
+        self._assembler = FrameAssembler(codec, kind)
+        self._nacks = tap.NackCount()
+        self._nack_scheduler = NackScheduler()
+        self._bind(receiver)
+
+    def _bind(self, receiver: RTCRtpReceiver) -> None:
+        """Take frames from ``receiver`` (before it starts: the ``track`` event)."""
+        self._receiver = receiver
+        self._assembler = FrameAssembler(self.codec, self.kind)
         tap.tap_receiver(receiver, self._assembler, self.on_frames)
         self._nacks = tap.count_nacks(receiver)
         self._nack_scheduler = NackScheduler()
-        if kind == "video":
+        if self.kind == "video":
             tap.replace_nack_generator(receiver, self._nack_scheduler)
+
+    def detach(self) -> None:
+        """The publisher's connection is gone but the track is kept for a successor:
+        viewers keep their subscriptions and wait (nothing is sent meanwhile)."""
+        if self.closed or self._receiver is None:
+            return
+        for key, value in self._receiver_counters().items():
+            self._retired[key] += value
+        self._receiver = None
+        self._ssrc = None
+        self.ingest_stats = None
+        self.keyframes.close()
+        self.paused_at = time.monotonic()
+
+    def rebind(self, receiver: RTCRtpReceiver, owner: str) -> None:
+        """A returning publisher's receiver feeds this track from now on. Its first
+        frame continues the timeline; viewers resume at its first keyframe."""
+        if self.closed:
+            raise RuntimeError("a closed track cannot be taken over")
+        if self._receiver is not None:
+            self.detach()
+        now = time.monotonic()
+        paused_s = now - (self.paused_at if self.paused_at is not None else now)
+        self._timeline_base = self._last_pts + max(1, round(paused_s * self._clock_rate))
+        self._first_ts = None
+        self._ts_cycles = 0
+        self.paused_at = None
+        self.owner = owner
+        self.takeovers += 1
+        self._bind(receiver)
+        # Deltas of the new encoder mean nothing after the old one's frames.
+        self.forwarder.gap()
+        if self.kind == "video":
+            self.keyframes.request()  # sent once the new SSRC is known
+
+    @property
+    def paused(self) -> bool:
+        return self.paused_at is not None
 
     def on_frames(self, frames: list[EncodedFrame]) -> None:
         for frame in frames:
             self._deliver(frame)
 
     def _deliver(self, frame: EncodedFrame) -> None:
-        if self.closed:
+        if self.closed or self._receiver is None:
             return
         if self._ssrc is None:
             self._ssrc = frame.ssrc
@@ -106,7 +182,8 @@ class Publisher:
             self.forwarder.forward(outgoing)
 
     def _pts(self, timestamp: int) -> int:
-        """RTP timestamp unwrapped past 2**32 and made relative to the first frame."""
+        """RTP timestamp unwrapped past 2**32 and made relative to the first frame (of
+        the first receiver: a successor's continue the timeline)."""
         if self._first_ts is None:
             self._first_ts = timestamp
             self._last_ts = timestamp
@@ -115,13 +192,15 @@ class Publisher:
             self._last_ts = timestamp
         elif timestamp > self._last_ts and timestamp - self._last_ts < 0x80000000:
             self._last_ts = timestamp
-        return (self._ts_cycles << 32) + timestamp - self._first_ts
+        pts = self._timeline_base + (self._ts_cycles << 32) + timestamp - self._first_ts
+        self._last_pts = max(self._last_pts, pts)
+        return pts
 
     def subscribe(self, max_backlog: int) -> Subscriber:
         return self.forwarder.subscribe(self.kind, max_backlog, self.keyframes.request, self)
 
     def _send_pli(self) -> bool:
-        if self._ssrc is None or self.closed:
+        if self._ssrc is None or self._receiver is None or self.closed:
             return False
         task = asyncio.ensure_future(tap.send_pli(self._receiver, self._ssrc))
         self._pli_tasks.add(task)
@@ -154,6 +233,21 @@ class Publisher:
             self.forwarder.gap()
             self.keyframes.request()
 
+    def _receiver_counters(self) -> dict[str, int]:
+        """The current receiver's share of the _RECEIVER_TOTALS (0 while detached)."""
+        receiver = self._receiver
+        if receiver is None:
+            return dict.fromkeys(_RECEIVER_TOTALS, 0)
+        return {
+            "frames_decoded": tap.frames_decoded(receiver),
+            "packets_late": self._assembler.packets_late,
+            "nacks_sent": self._nacks.sequence_numbers,
+            "nack_retries": self._nack_scheduler.retries,
+            "retransmissions_received": tap.retransmissions_received(receiver),
+            "frames_unrepaired": self._assembler.frames_skipped,
+            "tap_errors": tap.tap_errors(receiver),
+        }
+
     def describe(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -167,6 +261,8 @@ class Publisher:
         elapsed = max(time.monotonic() - self.started_at, 1e-6)
         subscribers = self.forwarder.subscribers
         sent = self.forwarder.totals()
+        current = self._receiver_counters()
+        received = {key: self._retired[key] + current[key] for key in _RECEIVER_TOTALS}
         return {
             "id": self.id,
             "kind": self.kind,
@@ -178,24 +274,26 @@ class Publisher:
             "resolution": list(self.resolution) if self.resolution else None,
             "frames_forwarded": sent["frames"],
             "bytes_forwarded": sent["bytes"],
-            "frames_decoded": tap.frames_decoded(self._receiver),
+            "frames_decoded": received["frames_decoded"],
             "drops": sent["drops"],
             "skipped_until_keyframe": sent["skipped"],
             "upstream_gaps": self.gaps,
-            "packets_late": self._assembler.packets_late,
+            "packets_late": received["packets_late"],
             # Loss repair: NACKs to the publisher and what it resent (RTX), frames given up
             # on (a packet never came: viewers wait for the keyframe a PLI asks for), and
             # the viewers' NACKs answered from their history.
-            "nacks_sent": self._nacks.sequence_numbers,
-            "nack_retries": self._nack_scheduler.retries,
-            "retransmissions_received": tap.retransmissions_received(self._receiver),
-            "frames_unrepaired": self._assembler.frames_skipped,
+            "nacks_sent": received["nacks_sent"],
+            "nack_retries": received["nack_retries"],
+            "retransmissions_received": received["retransmissions_received"],
+            "frames_unrepaired": received["frames_unrepaired"],
             "nacks_received": sent["nacks"],
             "retransmissions_sent": sent["retransmissions"],
             "keyframe_requests_upstream": self.keyframes.sent,
             "keyframe_requests_coalesced": self.keyframes.coalesced,
-            "tap_errors": tap.tap_errors(self._receiver),
+            "tap_errors": received["tap_errors"],
             "forward_errors": self.forwarder.errors,
             "subscribers": len(subscribers),
+            "paused": self.paused,
+            "takeovers": self.takeovers,
             "ingest": self.ingest_stats() if self.ingest_stats is not None else None,
         }

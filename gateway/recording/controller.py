@@ -76,6 +76,7 @@ class RecordingController:
         self._store_lock = asyncio.Lock()
         self.retention = Retention(self.store, settings, self._active_ids, self._store_lock)
         registry.on_publish.append(self._on_publish)
+        registry.on_release.append(self._room_released)
 
     async def recover(self) -> None:
         """At start: marks what a killed gateway left behind as interrupted (off the
@@ -347,6 +348,11 @@ class RecordingController:
         if recording is not None:
             recording.recorder.stop("publisher-left")
 
+    def _room_released(self, room: Room) -> None:
+        # The end of a kept stream nobody took over (its file ended with its publisher).
+        if not self.active(room.name):
+            self._rooms.pop(room.name, None)
+
     def _ended(self, recorder: Recorder) -> None:
         entry = next(
             ((sid, r) for sid, r in self.recordings.items() if r.recorder is recorder), None
@@ -379,8 +385,9 @@ class RecordingController:
         else:
             logger.info("recording %s ended (%s)", recorder.id, reason)
         room.emit(event)
-        if not self.active(room.name) and not _publishing_sessions(room):
-            # A room recorded on request stops being recorded once nobody publishes.
+        if not self.active(room.name) and not _publishing_sessions(room) and room.held is None:
+            # A room recorded on request stops being recorded once nobody publishes (a
+            # stream kept for its publisher's return still counts: see _room_released).
             self._rooms.pop(room.name, None)
 
     def room_stats(self, room_name: str) -> dict[str, Any]:

@@ -53,6 +53,8 @@ class Registry:
         self._waiting: dict[str, set[EventListener]] = {}
         # Called with (room, session) once a publisher's tracks exist (auto-recording).
         self.on_publish: list[Callable[[Room, Session], None]] = []
+        # Called with a room that was idle and is released.
+        self.on_release: list[Callable[[Room], None]] = []
         # Processed tracks (named pipelines), shared by every session that asks.
         self.renditions = Renditions(config)
         self.renditions.on_event = self._rendition_event
@@ -67,9 +69,15 @@ class Registry:
                 raise GatewayError(
                     503, "too-many-rooms", "the gateway has its maximum number of rooms"
                 )
+            rooms = self.config.rooms
             room = Room(
-                name, self.config.rooms.max_subscribers, self.config.rooms.max_participants, mode
+                name,
+                rooms.max_subscribers,
+                rooms.max_participants,
+                mode,
+                publisher_grace_s=rooms.publisher_grace_s,
             )
+            room.on_idle = self.release_if_idle
             self.rooms[name] = room
             for listener in self._waiting.pop(name, ()):
                 room.listen(listener)
@@ -129,7 +137,8 @@ class Registry:
                 self.policy.check(
                     Request("publish", room_name, transport, caller.principal, source=source)
                 )
-            room.claim_publisher(session)
+            await self._replace_same_identity(room, session)
+            room.claim_publisher(session, session.planned_codecs(*plan))
             answer = await session.accept_publish(offer, plan)
         except BaseException:
             await session.close("rejected")
@@ -137,6 +146,19 @@ class Registry:
         room.announce_publisher()
         self._published(room, session)
         return session, answer
+
+    async def _replace_same_identity(self, room: Room, session: Session) -> None:
+        """A publisher reconnecting before its old connection was found dead (same token
+        identity): the old one ends now, and the new one takes its stream over."""
+        current = room.publisher
+        if (
+            current is not None
+            and not current.closed
+            and self.policy.enabled
+            and session.identity is not None
+            and current.identity == session.identity
+        ):
+            await current.close("replaced")
 
     def check_pipeline(self, room: str, pipeline: str, transport: str, caller: Caller) -> str:
         """The pipeline's kind, if it exists and the caller may use it."""
@@ -427,6 +449,11 @@ class Registry:
             if listeners:
                 self._waiting.setdefault(room.name, set()).update(listeners)
             logger.info("room %s is idle and released", room.name)
+            for hook in self.on_release:
+                try:
+                    hook(room)
+                except Exception:
+                    logger.exception("room release hook failed")
 
     async def close_sessions(self, reason: str = "shutdown") -> None:
         sessions = list(self.sessions.values())
@@ -434,6 +461,8 @@ class Registry:
 
     async def close(self) -> None:
         await self.close_sessions()
+        for room in self.rooms.values():
+            room.release()  # streams kept for a return end too
         self.renditions.close()
         self.rooms.clear()
 

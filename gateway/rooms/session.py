@@ -119,6 +119,11 @@ class Session:
         self._remote_candidates_ended = False
         self.candidates_received = 0
         self._on_close: list[Callable[[Session], Any]] = []
+        # Set by the room for its stream publisher: asked at close whether the room keeps
+        # the session's tracks for a returning publisher (then they are only detached).
+        self.hold_tracks: Callable[[Session], list[Publisher]] | None = None
+        # A returning publisher's predecessor's tracks, taken over by kind and codec.
+        self._adopt: list[Publisher] = []
         # How to reach the remote end outside media: its signaling socket, and its
         # "chat" data channel when it opened one (preferred for chat).
         self.notify: Callable[[dict[str, Any]], None] | None = None
@@ -337,13 +342,8 @@ class Session:
     ) -> None:
         """A new m-line: a transceiver created now is the one aiortc pairs with it."""
         if publishing:
-            accepted = (
-                self._config.media.video_codecs
-                if m.kind == "video"
-                else self._config.media.audio_codecs
-            )
-            offered = [c.name.lower() for c in m.rtp.codecs]
-            codec = next(c for c in accepted if c.lower() in offered)
+            codec = self._publish_codec(m)
+            assert codec is not None  # checked by _check
             transceiver = self.pc.addTransceiver(m.kind, direction="recvonly")
             # RTX lets the publisher resend what we NACK on a separate stream.
             caps = _capabilities(m.kind, codec, rtx=True)
@@ -395,18 +395,56 @@ class Session:
         transceiver.setCodecPreferences(_capabilities(slot.kind, wanted.codec, rtx=False))
         transceiver.direction = "sendonly"
 
+    def adopt(self, tracks: list[Publisher]) -> None:
+        """Take over ``tracks`` (kept by the room for this returning publisher): each
+        published m-line of the same kind and codec feeds one instead of a new track."""
+        self._adopt = list(tracks)
+
+    def planned_codecs(
+        self, description: SessionDescription, mids: Mapping[str, str]
+    ) -> list[tuple[str, str]]:
+        """(kind, codec) of each m-line in ``mids``, as the answer will publish it."""
+        planned = []
+        for m in description.media:
+            if m.rtp.muxId in mids and m.kind in DEFAULT_SOURCE:
+                codec = self._publish_codec(m)
+                if codec is not None:
+                    planned.append((m.kind, codec))
+        return planned
+
+    def _publish_codec(self, m: MediaDescription) -> str | None:
+        """The codec a published m-line gets: the first accepted one it offers."""
+        media = self._config.media
+        accepted = media.video_codecs if m.kind == "video" else media.audio_codecs
+        offered = [c.name.lower() for c in m.rtp.codecs]
+        return next((c for c in accepted if c.lower() in offered), None)
+
     def _on_track(self, track: MediaStreamTrack) -> None:
         for transceiver in self.pc.getTransceivers():
             if transceiver.receiver.track is track and transceiver.receiver in self._pending:
                 kind, codec, source, mid = self._pending.pop(transceiver.receiver)
-                self.published[mid] = Publisher(
-                    kind,
-                    codec,
-                    transceiver.receiver,
-                    self._config.media.keyframe_request_interval_ms / 1000,
-                    source=source,
-                    owner=self.public_id,
+                adopted = next(
+                    (
+                        p
+                        for p in self._adopt
+                        if p.kind == kind and p.codec.lower() == codec.lower() and not p.closed
+                    ),
+                    None,
                 )
+                if adopted is not None:
+                    self._adopt.remove(adopted)
+                    adopted.rebind(transceiver.receiver, owner=self.public_id)
+                    self.published[mid] = adopted
+                    self._announced.add(adopted.id)  # the room knows it already
+                else:
+                    self.published[mid] = Publisher(
+                        kind,
+                        codec,
+                        transceiver.receiver,
+                        self._config.media.keyframe_request_interval_ms / 1000,
+                        source=source,
+                        owner=self.public_id,
+                    )
                 self._ingest.attach(transceiver, self.published[mid])
 
     async def _answer(self, offer: str, description: SessionDescription) -> str:
@@ -650,8 +688,17 @@ class Session:
         if self._liveness is not None:
             self._liveness.stop()
         self._ingest.close()
+        kept: list[Publisher] = []
+        if self.hold_tracks is not None:
+            try:
+                kept = self.hold_tracks(self)
+            except Exception:
+                logger.exception("keeping the tracks of session %s failed", self.id)
         for publisher in self.published.values():
-            publisher.close()
+            if any(publisher is k for k in kept):
+                publisher.detach()  # the room holds it for a returning publisher
+            else:
+                publisher.close()
         for slot in self.slots.values():
             slot.close()
         for callback in self._on_close:

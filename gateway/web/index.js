@@ -24,7 +24,10 @@ function render(rooms) {
       const tracks = room.tracks.map((t) => `${t.kind} ${t.codec}`).join(", ");
       tr.append(
         cell(room.room, "name"),
-        cell(room.live ? "live" : "waiting", room.live ? "status live" : "status muted"),
+        cell(
+          room.live ? "live" : room.paused ? "paused" : "waiting",
+          room.live ? "status live" : "status muted",
+        ),
         cell(String(room.viewers), "viewers"),
         cell(tracks || "–", "tracks"),
       );

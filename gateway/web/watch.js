@@ -60,6 +60,10 @@ function setState(state) {
   render();
 }
 
+function showPaused(reason, withinS) {
+  setState(`paused: the publisher is away (${reason}); it may return within ${Math.round(withinS)} s`);
+}
+
 function resetStats() {
   Object.assign(stats, { framesDecoded: 0, width: 0, height: 0, fps: 0, bitrateKbps: 0, packetsLost: 0 });
   stats.timeToFirstFrameMs = null;
@@ -348,9 +352,25 @@ async function sampleIngest() {
 async function connect() {
   signaling = new Signaling();
   signaling.addEventListener("room-state", (e) => {
-    publisherId = e.detail.publisher?.id ?? null;
+    const paused = e.detail.paused;
+    publisherId = e.detail.publisher?.id ?? paused?.publisher ?? null;
     if (e.detail.publisher) subscribe(e.detail.publisher.id);
-    else setState("waiting for a publisher");
+    else if (paused) {
+      // The stream is kept for its publisher's return: watch it now, frames follow then.
+      subscribe(paused.publisher).then(() => session && showPaused(paused.reason, paused.resume_within_s));
+    } else setState("waiting for a publisher");
+  });
+  // The publisher is away: this session stays, and shows its return within the grace.
+  signaling.addEventListener("publisher-paused", (e) => {
+    if (e.detail.publisher === subscribedTo) showPaused(e.detail.reason, e.detail.resume_within_s);
+  });
+  signaling.addEventListener("publisher-resumed", (e) => {
+    const id = e.detail.publisher.id;
+    publisherId = id;
+    if (session && subscribedTo === e.detail.previous) {
+      subscribedTo = id; // the same session receives the new publisher's stream
+      setState(session.pc.connectionState);
+    } else subscribe(id);
   });
   signaling.addEventListener("publisher-joined", (e) => {
     publisherId = e.detail.publisher.id;

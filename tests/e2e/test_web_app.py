@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, WebSocket
 
+from gateway.config import Config
 from tests.conftest import RunningGateway
 
 from .conftest import CAMERA_HEIGHT, CAMERA_WIDTH
@@ -124,24 +125,52 @@ async def test_index_lists_live_room_with_viewers(
     await row.locator(".viewers", has_text="0").wait_for(timeout=30_000)
 
 
-async def test_watch_page_resubscribes_to_a_new_publisher(
+async def test_watch_page_keeps_watching_a_returning_publisher(
     gateway: RunningGateway, browser: Browser
 ) -> None:
+    """Stop and start on the publish page: the watch page shows the pause, and the same
+    viewing session goes on with the new publisher's frames (publisher failover)."""
     context = await browser.new_context()
     publisher = await start_publisher(context, gateway.base, "e2e-again")
     watcher = await open_watcher(context, gateway.base, "e2e-again")
     first_session = await publisher.evaluate("window.publishState.sessionId")
+    await wait_js(watcher, f"{FRAMES} > 0")
+    viewing = await watcher.evaluate("window.watchStats.sessionId")
 
     await publisher.click("#stop")
-    await wait_js(watcher, "window.watchStats.state === 'waiting for a publisher'")
+    await wait_js(watcher, "window.watchStats.state.startsWith('paused')")
+    assert "may return within 30 s" in (await watcher.text_content("#stat-state") or "")
+    paused_at = await watcher.evaluate(FRAMES)
 
     await publisher.click("#start")
     await wait_js(publisher, "window.publishState.state === 'connected'")
     assert await publisher.evaluate("window.publishState.sessionId") != first_session
-    await wait_js(watcher, f"{FRAMES} > 0 && window.watchStats.state === 'connected'")
-    assert await assert_frames_grow(watcher, FRAMES) > 0
+    await wait_js(
+        watcher, f"{FRAMES} > {paused_at} + 30 && window.watchStats.state === 'connected'"
+    )
+    assert await watcher.evaluate("window.watchStats.sessionId") == viewing
     room = room_stats(await gateway.stats(), "e2e-again")
-    assert room["subscribers"] == 1
+    assert room["subscribers"] == 1 and room["takeovers"] == 1
+
+
+async def test_watch_page_waits_when_the_publisher_does_not_return(
+    gateway: RunningGateway, browser: Browser, gateway_config: Config
+) -> None:
+    """With no grace the viewing session ends with its publisher; the page waits and
+    subscribes again to the next one."""
+    gateway_config.rooms.publisher_grace_s = 0  # read when the room is created
+    context = await browser.new_context()
+    publisher = await start_publisher(context, gateway.base, "e2e-gone")
+    watcher = await open_watcher(context, gateway.base, "e2e-gone")
+    await wait_js(watcher, f"{FRAMES} > 0")
+    viewing = await watcher.evaluate("window.watchStats.sessionId")
+
+    await publisher.click("#stop")
+    await wait_js(watcher, "window.watchStats.state === 'waiting for a publisher'")
+    await publisher.click("#start")
+    await wait_js(watcher, f"{FRAMES} > 0 && window.watchStats.state === 'connected'")
+    assert await watcher.evaluate("window.watchStats.sessionId") != viewing
+    assert await assert_frames_grow(watcher, FRAMES) > 0
 
 
 async def test_publish_page_shows_gateway_errors(gateway: RunningGateway, browser: Browser) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import threading
 
+from gateway.config import Config
 from tests.conftest import RunningGateway
 from tests.support.media import NumberedVideoTrack, ToneTrack
 from tests.support.peers import wait_for, whep_watch, whip_publish
@@ -68,8 +69,11 @@ async def test_fifty_subscribe_unsubscribe_cycles_leave_nothing_behind(
 
 
 async def test_publisher_leaving_ends_whep_viewers_and_releases_the_room(
-    gateway: RunningGateway,
+    gateway: RunningGateway, gateway_config: Config
 ) -> None:
+    # Viewers end with their publisher here (test_failover.py keeps them for its
+    # return); the grace is read when the room is created.
+    gateway_config.rooms.publisher_grace_s = 0
     threads_before = threads()
     publisher = await whip_publish(
         gateway.http, gateway.base, "ending", [NumberedVideoTrack(320, 240), ToneTrack()]

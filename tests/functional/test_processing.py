@@ -441,8 +441,11 @@ async def test_a_viewer_vanishing_mid_handshake_leaves_no_rendition(
 
 
 async def test_the_publisher_leaving_ends_its_renditions_and_their_viewers(
-    gateway: RunningGateway,
+    gateway: RunningGateway, gateway_config: Config
 ) -> None:
+    # Viewers end with their publisher here (test_failover.py keeps them for its
+    # return); the grace is read when the room is created.
+    gateway_config.rooms.publisher_grace_s = 0
     publisher = await whip_publish(gateway.http, gateway.base, "cam", [NumberedVideoTrack()])
     viewer = await whep_watch(gateway.http, gateway.base, "cam", ("video",), pipeline="edges")
     try:

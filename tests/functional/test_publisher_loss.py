@@ -6,9 +6,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
-import os
-import signal
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,6 +16,7 @@ import pytest
 from gateway.config import Config
 from gateway.rooms.session import Session
 from tests.conftest import RunningGateway, loopback_config
+from tests.support.killable_publisher import PublisherProcess
 from tests.support.media import NumberedVideoTrack, ToneTrack
 from tests.support.peers import wait_for, whep_watch, whip_publish
 from tests.support.signaling import WsClient
@@ -27,7 +25,6 @@ from .recording_checks import play
 
 pytestmark = pytest.mark.timeout(120)
 
-ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 3.0
 
 
@@ -35,53 +32,11 @@ TIMEOUT_S = 3.0
 def gateway_config(tmp_path: Path) -> Config:
     config = loopback_config()
     config.ingest.publisher_timeout_s = TIMEOUT_S
+    # Viewers end with their publisher (test_failover.py keeps them for its return).
+    config.rooms.publisher_grace_s = 0
     config.recording.directory = str(tmp_path / "recordings")
     config.recording.auto_record = ["lost-*"]
     return config
-
-
-class PublisherProcess:
-    """tests/support/publisher_process.py: its Location and how many frames it has sent."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.location = ""
-        self.sent = 0
-        self._reader: asyncio.Task[None] | None = None
-
-    @classmethod
-    async def start(cls, base: str, room: str) -> PublisherProcess:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "tests.support.publisher_process",
-            "--base",
-            base,
-            "--room",
-            room,
-            cwd=ROOT,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
-        publisher = cls(process)
-        assert process.stdout is not None
-        line = await asyncio.wait_for(process.stdout.readline(), 30)
-        publisher.location = json.loads(line)["location"]
-        publisher._reader = asyncio.ensure_future(publisher._read())
-        return publisher
-
-    async def _read(self) -> None:
-        assert self.process.stdout is not None
-        async for line in self.process.stdout:
-            self.sent = json.loads(line)["sent"]
-
-    async def kill(self) -> None:
-        if self.process.returncode is None:
-            self.process.send_signal(signal.SIGKILL)
-        await self.process.wait()
-        if self._reader is not None:
-            await self._reader
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import asyncio
 
 import aiohttp
 
+from gateway.config import Config
 from tests.conftest import RunningGateway
 from tests.support.media import NumberedVideoTrack, ToneTrack
 from tests.support.peers import wait_for, whep_watch
@@ -13,8 +14,11 @@ from tests.support.signaling import WsClient, ws_publish, ws_subscribe
 
 
 async def test_publish_and_watch_with_trickled_candidates_and_room_events(
-    gateway: RunningGateway,
+    gateway: RunningGateway, gateway_config: Config
 ) -> None:
+    # Viewers end with their publisher here (test_failover.py keeps them for its
+    # return); the grace is read when the room is created.
+    gateway_config.rooms.publisher_grace_s = 0
     watcher = await WsClient.connect(gateway.http, gateway.base)
     publisher_ws = await WsClient.connect(gateway.http, gateway.base)
     await watcher.send({"type": "watch", "room": "live"})

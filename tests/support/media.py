@@ -68,13 +68,15 @@ def mean_chroma(frame: av.VideoFrame) -> tuple[float, float]:
 
 
 class NumberedVideoTrack(MediaStreamTrack):
-    """Live video at ``fps`` whose frame N shows N; encoded by aiortc (answers PLI)."""
+    """Live video at ``fps`` whose frame N shows ``first`` + N (mod 4096); encoded by
+    aiortc (answers PLI)."""
 
     kind = "video"
 
-    def __init__(self, width: int = 640, height: int = 360, fps: int = 30) -> None:
+    def __init__(self, width: int = 640, height: int = 360, fps: int = 30, first: int = 0) -> None:
         super().__init__()
         self.width, self.height, self.fps = width, height, fps
+        self.first = first
         self.count = 0
         self._start: float | None = None
         self.sent_at: dict[int, float] = {}
@@ -86,7 +88,7 @@ class NumberedVideoTrack(MediaStreamTrack):
         delay = due - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        frame = numbered_frame(self.count, self.width, self.height)
+        frame = numbered_frame(self.first + self.count, self.width, self.height)
         frame.pts = int(self.count * VIDEO_RATE / self.fps)
         frame.time_base = fractions.Fraction(1, VIDEO_RATE)
         self.sent_at[self.count] = time.monotonic()
