@@ -14,8 +14,8 @@ read its number. Each repeat (``--repeats``, default 5) uses a fresh room and me
 1. **Publisher loss -> viewers told**: SIGKILL of the publisher process -> a WebSocket
    watcher of the room receives ``publisher-paused`` (the gateway finds the publisher
    silent after the timeout, polled every timeout/4 <= 0.5 s). Beside it, in another room,
-   an in-process publisher (watched by one viewer) that ends with a WHIP DELETE -> ``publisher-paused``: the
-   signaling path alone.
+   an in-process publisher (watched by one viewer) that ends with a WHIP DELETE ->
+   ``publisher-paused``: the signaling path alone.
 2. **Publisher reconnect -> viewers' first new frame**: a new publisher process (frames
    numbered from 3000) WHIP-POSTs into the paused room; time from starting its process,
    and from its WHIP answer (the line with its Location), to the first decoded frame
