@@ -18,6 +18,7 @@ from tests.conftest import RunningGateway, loopback_config
 from tests.support.killable_publisher import PublisherProcess
 from tests.support.media import NumberedVideoTrack, ToneTrack
 from tests.support.peers import Viewer, new_peer, wait_for, whep_watch, whip_publish
+from tests.support.room_client import Participant
 from tests.support.signaling import WsClient
 from tests.support.tokens import bearer, secure_config, token
 
@@ -66,11 +67,18 @@ async def test_a_returning_publisher_takes_over_its_viewers(
     first = await PublisherProcess.start(gateway.base, "fail-1")
     processes.append(first)
     viewer = await whep_watch(gateway.http, gateway.base, "fail-1")
+    # A room participant subscribed to the stream's video track by its id, too.
+    participant = await Participant.join(gateway.http, gateway.base, "fail-1", "pat")
     try:
         await wait_for(lambda: len(viewer.received.numbers) > 45, timeout=30)
         await watcher.next("publisher-joined")
         (watching,) = sessions(gateway, "subscriber")
-        tracks_before = {t["id"] for t in (await gateway.stats())["rooms"][0]["tracks"]}
+        tracks = (await gateway.stats())["rooms"][0]["tracks"]
+        tracks_before = {t["id"] for t in tracks}
+        video_id = next(t["id"] for t in tracks if t["kind"] == "video")
+        await participant.watch(video_id, "video")
+        by_participant = participant.received[video_id]
+        await wait_for(lambda: len(by_participant.numbers) > 15, timeout=20)
 
         await first.kill()
         paused = await watcher.next("publisher-paused", "publisher-left", timeout=20)
@@ -92,6 +100,9 @@ async def test_a_returning_publisher_takes_over_its_viewers(
         await wait_for(lambda: sum(n >= SECOND for n in viewer.received.numbers) >= 30, timeout=20)
         assert sessions(gateway, "subscriber") == [watching]
         assert viewer.pc.connectionState == "connected"
+        # The participant's subscription goes on too, on its one peer connection.
+        await wait_for(lambda: sum(n >= SECOND for n in by_participant.numbers) >= 15, timeout=20)
+        assert participant.pc.connectionState == "connected"
         after = viewer.received.numbers[numbers_before:]
         resumed_at = next(i for i, n in enumerate(after) if n >= SECOND)
         assert all(n >= SECOND for n in after[resumed_at:]), after
@@ -110,6 +121,7 @@ async def test_a_returning_publisher_takes_over_its_viewers(
         video = next(t for t in room["tracks"] if t["kind"] == "video")
         assert video["takeovers"] == 1 and not video["paused"]
     finally:
+        await participant.close()
         await viewer.close()
         await watcher.close()
         for publisher in processes:

@@ -128,3 +128,25 @@ async def test_gstreamer_viewer_decodes_aiortc_publisher(
     assert result["audio_peak"] > 2000, "audio is silent"
     if trickle:
         assert_trickled(result)
+
+
+@pytest.mark.parametrize("codec", ["VP8", "H264"])
+async def test_gstreamer_publisher_to_gstreamer_viewer(gateway: RunningGateway, codec: str) -> None:
+    """webrtcbin on both sides: its own barcode frames and tone, decoded by webrtcbin."""
+    publisher = await GstClient.start("publish", f"{gateway.base}/whip/gst2", codec, 40)
+    try:
+        await wait_for(
+            lambda: (r := gateway.registry.room("gst2")) is not None and len(r.publishers) == 2,
+            timeout=20,
+        )
+        viewer = await GstClient.start("watch", f"{gateway.base}/whep/gst2", codec, 30, frames=60)
+        watched = await viewer.result()
+    finally:
+        published = await publisher.result()
+    assert published["connected"] and watched["connected"]
+    check_answer(published["answer"])
+    check_answer(watched["answer"])
+    assert watched["video_sizes"] == [[320, 240]]
+    assert_numbered(watched["video_numbers"], 60)
+    assert watched["video_numbers"][-1] < published["frames_pushed"]
+    assert watched["audio_buffers"] >= 60 and watched["audio_peak"] > 2000, "audio is silent"
