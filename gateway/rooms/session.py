@@ -350,6 +350,9 @@ class Session:
             transceiver.setCodecPreferences(caps)
             self._pending[transceiver.receiver] = (m.kind, caps[0].name, source, m.rtp.muxId)
         elif _direction(m) in RECEIVING:
+            stale = self.slots.pop(m.rtp.muxId, None)
+            if stale is not None:  # never left holding a subscriber (mids are unique)
+                stale.close()
             slot = SenderSlot(m.kind)
             transceiver = self.pc.addTransceiver(slot.track, direction="inactive")
             slot.bind(transceiver)

@@ -62,6 +62,10 @@ def parse_offer(
             raise bad_request("the SDP offer lacks a DTLS fingerprint: not WebRTC", "invalid-sdp")
         if m.kind in _MEDIA_KINDS and not m.profile.startswith("UDP/TLS/RTP/SAVP"):
             raise bad_request(f"media profile {m.profile} is not WebRTC's", "invalid-sdp")
+    mids = [m.rtp.muxId for m in description.media]
+    if not all(mids) or len(set(mids)) != len(mids):
+        # A session keys what it publishes and receives by mid (RFC 8843 9.2: unique).
+        raise bad_request("every media section needs its own a=mid", "invalid-sdp")
     used = [m.rtp.muxId for m in description.media if m.port != 0]
     bundles = [g.items for g in description.group if g.semantic == "BUNDLE"]
     if len(used) > 1 and not any(set(used) <= set(items) for items in bundles):

@@ -437,3 +437,14 @@ def test_candidates_once_drops_a_repeated_line_and_keeps_unbundled_sections() ->
         "m=audio 5002 UDP/TLS/RTP/SAVPF 111\r\na=mid:1\r\n"
         "a=candidate:2 1 udp 100 10.0.0.7 5002 typ host\r\n"
     )
+
+
+async def test_media_sections_need_their_own_mid(watch_offer: str) -> None:
+    """A session keys its tracks by mid: two sections with one mid once leaked a viewer."""
+    mids = [line for line in watch_offer.splitlines() if line.startswith("a=mid:")]
+    assert len(mids) == 2
+    twice = watch_offer.replace(mids[1], mids[0])
+    error = rejected(twice, want="recv")
+    assert (error.status, error.code) == (400, "invalid-sdp") and "a=mid" in error.message
+    error = rejected(without(watch_offer, mids[1]), want="recv")
+    assert (error.status, error.code) == (400, "invalid-sdp")
