@@ -75,6 +75,18 @@ setup_coturn() {
     fi
 }
 
+setup_redis() {
+    # The cluster tests share state through a real Redis (Debian's redis-server), which
+    # each test starts itself on 127.0.0.1 with no persistence. On a systemd host the
+    # package also starts its own service: stop that one, nothing here uses it.
+    if ! command -v redis-server >/dev/null; then
+        need_apt redis-server
+        if [ -d /run/systemd/system ]; then
+            systemctl disable --now redis-server >/dev/null 2>&1 || true
+        fi
+    fi
+}
+
 setup_gstreamer() {
     # The interop tests drive Debian's GStreamer webrtcbin from the system python
     # (PyGObject is not in the venv): tests/support/gst_client.py.
@@ -111,6 +123,7 @@ test)
     setup_chromium
     setup_ffprobe
     setup_coturn
+    setup_redis
     setup_gstreamer
     setup_network
     "$VENV/bin/ruff" check gateway processors tests bench

@@ -70,9 +70,19 @@ async def room(request: web.Request) -> web.Response:
     return web.json_response(found.stats())
 
 
+async def cluster(request: web.Request) -> web.Response:
+    """The cluster as Redis knows it: nodes, their load and the rooms homed on each."""
+    registry = request.app[REGISTRY]
+    registry.policy.check(Request("stats", None, "http", (await caller(request)).principal))
+    if registry.cluster is None:
+        raise not_found("this gateway is not part of a cluster (cluster.redis_url)", "no-cluster")
+    return web.json_response(await registry.cluster.describe())
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/api/stats", stats)
     app.router.add_get("/api/rooms", rooms)
     app.router.add_get("/api/rooms/{room}", room)
+    app.router.add_get("/api/cluster", cluster)

@@ -14,6 +14,7 @@ from . import api
 from .appkeys import CONFIG, REGISTRY, SOCKETS
 from .auth import http as auth_http
 from .auth.signed_urls import UrlSigner
+from .cluster.node import ClusterNode
 from .config import Config, check_exposure
 from .errors import GatewayError, not_found
 from .processing import api as processing_api
@@ -42,6 +43,9 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             response.headers["WWW-Authenticate"] = f'Bearer realm="webrtc-gateway", error="{error}"'
         if exc.retry_after_s is not None:
             response.headers["Retry-After"] = str(exc.retry_after_s)
+        if exc.redirect_base is not None:
+            # RFC 9725 4.5: the same request, method and body, at the room's home node.
+            response.headers["Location"] = exc.redirect_base + request.path_qs
         return response
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -145,10 +149,17 @@ def create_app(config: Config, policy: AccessPolicy | None = None) -> web.Applic
         recordings = RecordingController(registry, config.recording)
         app[recording_api.RECORDINGS] = recordings
         await recordings.recover()
+        node: ClusterNode | None = None
+        if config.cluster.redis_url:
+            node = ClusterNode(config.cluster, registry.load)
+            await node.start()  # an unreachable Redis stops the start
+            registry.join_cluster(node)
         yield
         await recordings.close()
         # Shutdown: every peer connection closes, every subscriber is told.
         await registry.close()
+        if node is not None:
+            await node.close()  # its rooms are released at once, not after the TTL
         await registry.policy.close()
 
     app.cleanup_ctx.append(lifetime)

@@ -185,6 +185,18 @@ class LimitSettings:
 
 
 @dataclass
+class ClusterSettings:
+    redis_url: str = ""  # "": no cluster, one gateway as before
+    node_id: str = ""  # "": made up at start (host name and a random suffix)
+    advertise_url: str = ""  # how other nodes and redirected clients reach this one
+    heartbeat_s: float = 2.0
+    node_ttl_s: float = 6.0
+    relay: bool = True
+    relay_linger_s: float = 5.0
+    key_prefix: str = "gw:"
+
+
+@dataclass
 class Config:
     server: ServerSettings = field(default_factory=ServerSettings)
     ice: IceSettings = field(default_factory=IceSettings)
@@ -196,6 +208,7 @@ class Config:
     processing: ProcessingSettings = field(default_factory=ProcessingSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
 
 
 def load(path: str | Path | None = None, environ: typing.Mapping[str, str] | None = None) -> Config:
@@ -430,6 +443,7 @@ def _validate(config: Config) -> None:
     check(r.retention_check_s >= 1, "recording.retention_check_s", "must be at least 1")
     _validate_auth(config)
     _validate_limits(config.limits)
+    _validate_cluster(config.cluster)
     _validate_processing(config.processing)
     check(
         config.log.level.lower() in ("debug", "info", "warning", "error"),
@@ -492,6 +506,40 @@ def _validate_auth(config: Config) -> None:
             parse_grants(a.anonymous, lenient_defaults=False)
         except GrantError as exc:
             raise ConfigError(f"auth.anonymous: {exc}") from exc
+
+
+NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def _validate_cluster(c: ClusterSettings) -> None:
+    def check(ok: bool, key: str, message: str) -> None:
+        if not ok:
+            raise ConfigError(f"cluster.{key}: {message}")
+
+    if not c.redis_url:
+        return
+    check(
+        urlsplit(c.redis_url).scheme in ("redis", "rediss", "unix"),
+        "redis_url",
+        "must be a redis://, rediss:// or unix:// URL",
+    )
+    url = urlsplit(c.advertise_url)
+    check(
+        url.scheme in ("http", "https") and bool(url.hostname) and url.path in ("", "/"),
+        "advertise_url",
+        "a cluster node needs the http(s)://host:port other nodes reach it at",
+    )
+    check(
+        not c.node_id or bool(NODE_ID.fullmatch(c.node_id)), "node_id", "1-64 of A-Z a-z 0-9 _ . -"
+    )
+    check(0.2 <= c.heartbeat_s <= 60, "heartbeat_s", "must be 0.2-60")
+    check(c.node_ttl_s >= 2 * c.heartbeat_s, "node_ttl_s", "must be at least twice heartbeat_s")
+    check(0 <= c.relay_linger_s <= 600, "relay_linger_s", "must be 0-600")
+    check(
+        bool(re.fullmatch(r"[A-Za-z0-9:_.-]{1,32}", c.key_prefix)),
+        "key_prefix",
+        "1-32 plain characters",
+    )
 
 
 def _validate_limits(limits: LimitSettings) -> None:

@@ -16,11 +16,15 @@ class GatewayError(Exception):
         self.code = code
         self.message = message
         self.retry_after_s = retry_after_s  # a limit: when trying again may succeed
+        # Another gateway's base URL that serves this request (a 307 to the same path there).
+        self.redirect_base: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {"error": self.code, "message": self.message}
         if self.retry_after_s is not None:
             body["retry_after"] = self.retry_after_s
+        if self.redirect_base is not None:
+            body["node"] = self.redirect_base
         return body
 
 

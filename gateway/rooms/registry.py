@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..auth.principal import LOCAL, Caller, Principal
+from ..cluster.node import ClusterNode
+from ..cluster.relays import Relays
 from ..config import Config
 from ..drain import Drain
 from ..errors import GatewayError, bad_request, not_found
@@ -55,9 +57,19 @@ class Registry:
         self.on_publish: list[Callable[[Room, Session], None]] = []
         # Called with a room that was idle and is released.
         self.on_release: list[Callable[[Room], None]] = []
+        # A node of a cluster (cluster.redis_url): rooms homed across nodes, relays.
+        self.cluster: ClusterNode | None = None
+        self.relays: Relays | None = None
         # Processed tracks (named pipelines), shared by every session that asks.
         self.renditions = Renditions(config)
         self.renditions.on_event = self._rendition_event
+
+    def join_cluster(self, node: ClusterNode) -> None:
+        """Rooms are homed through ``node`` from now on; viewers of rooms homed elsewhere
+        are served here through relays."""
+        self.cluster = node
+        self.relays = Relays(self.config, node, self.get_or_create_room, self._track)
+        self.on_release.append(lambda room: node.release_soon(room.name))
 
     def room(self, name: str) -> Room | None:
         return self.rooms.get(check_room_name(name))
@@ -126,6 +138,8 @@ class Registry:
         self.policy.check(Request("publish", room_name, transport, caller.principal))
         self.drain.admit()
         self._admit(caller)
+        if self.cluster is not None:
+            await self.cluster.claim(room_name)  # or a 307 to the room's home node
         room = self.get_or_create_room(room_name)
         if room.mode == P2P:
             raise GatewayError(409, "p2p-room", f"room {room_name!r} is peer-to-peer")
@@ -182,11 +196,18 @@ class Registry:
         if pipeline is not None:
             self.check_pipeline(room_name, pipeline, transport, caller)
         room = self.room(room_name)
+        if (room is None or not room.publishers) and self.relays is not None:
+            self._admit(caller)  # a relay costs a peer connection: limits first
+            room = await self.relays.copy(room_name) or room  # homed on another node
         if room is None or not room.publishers:
             raise not_found(f"room {room_name!r} has no publisher", "no-publisher")
         self._admit(caller)
         session = self._session(room, SUBSCRIBER, transport, owner=caller)
         self._track(session)
+        if self.relays is not None:
+            relays, viewed = self.relays, room
+            relays.viewer_joined(viewed)
+            session.on_close(lambda _: relays.viewer_left(viewed))
         try:
             room.add_subscriber(session)
             answer = await session.accept_subscribe(offer, room.publishers, pipeline)
@@ -220,6 +241,8 @@ class Registry:
             raise bad_request(f"mode is {SFU!r} or {P2P!r}", "invalid-mode")
         await self._one_per_identity(room_name, principal)
         self._admit(caller)
+        if self.cluster is not None:
+            await self.cluster.claim(room_name)  # or room-elsewhere, naming its node
         rooms = self.config.rooms
         configured = (
             P2P if any(fnmatch.fnmatchcase(room_name, p) for p in rooms.p2p_rooms) else None
@@ -461,10 +484,31 @@ class Registry:
 
     async def close(self) -> None:
         await self.close_sessions()
+        if self.relays is not None:
+            await self.relays.close()
         for room in self.rooms.values():
             room.release()  # streams kept for a return end too
         self.renditions.close()
         self.rooms.clear()
+
+    def load(self) -> dict[str, Any]:
+        """What this node tells the cluster in its heartbeat."""
+        return {
+            "rooms": len(self.rooms),
+            "sessions": len(self.sessions),
+            "viewers": sum(len(room.subscribers) for room in self.rooms.values()),
+            "draining": self.drain.draining,
+        }
+
+    def _cluster_stats(self) -> dict[str, Any] | None:
+        if self.cluster is None or self.relays is None:
+            return None
+        return {
+            "node": self.cluster.id,
+            "homed": len(self.cluster.homed),
+            "heartbeat_errors": self.cluster.heartbeat_errors,
+            "relays": self.relays.stats(),
+        }
 
     def stats(self) -> dict[str, Any]:
         rooms = [room.stats() for room in self.rooms.values()]
@@ -474,6 +518,7 @@ class Registry:
             # Loss repair over every live track (per track in rooms[].tracks[]).
             "loss": {key: sum(track[key] for track in tracks) for key in LOSS_TOTALS},
             "sessions": len(self.sessions),
+            "cluster": self._cluster_stats(),
             "processing": self.renditions.stats(),
             "limits": self.admission.stats(),
             "auth": {

@@ -140,4 +140,6 @@ def error(exc: GatewayError, request_id: Any = None) -> dict[str, Any]:
         message["id"] = request_id
     if exc.retry_after_s is not None:  # rate limits, draining: when to try again
         message["retry_after"] = exc.retry_after_s
+    if exc.redirect_base is not None:  # room-elsewhere: the node to connect to instead
+        message["node"] = exc.redirect_base
     return message

@@ -547,3 +547,36 @@ def test_auth_enabled_from_the_environment_still_needs_keys(tmp_path: Path) -> N
     assert error_of(tmp_path, None, GATEWAY_AUTH_ENABLED="maybe").startswith(
         "auth.enabled: expected true or false"
     )
+
+
+CLUSTER = "cluster:\n  redis_url: redis://127.0.0.1:6379/0\n  advertise_url: http://10.0.0.5:8080\n"
+
+
+def test_a_cluster_node_loads(tmp_path: Path) -> None:
+    config = load(write(tmp_path, CLUSTER + "  node_id: edge-1\n"), environ={})
+    assert config.cluster.node_id == "edge-1" and config.cluster.relay
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        ("  redis_url: http://127.0.0.1:6379\n", "cluster.redis_url"),
+        ("  advertise_url: ''\n", "cluster.advertise_url"),
+        ("  advertise_url: http://10.0.0.5:8080/gw\n", "cluster.advertise_url"),
+        ("  node_id: 'a b'\n", "cluster.node_id"),
+        ("  heartbeat_s: 0.1\n", "cluster.heartbeat_s"),
+        ("  heartbeat_s: 5\n  node_ttl_s: 6\n", "cluster.node_ttl_s"),
+        ("  relay_linger_s: -1\n", "cluster.relay_linger_s"),
+        ("  key_prefix: 'a b'\n", "cluster.key_prefix"),
+    ],
+)
+def test_cluster_settings_are_checked(tmp_path: Path, extra: str, key: str) -> None:
+    text = CLUSTER  # a setting of ``extra`` replaces the same one of CLUSTER
+    for line in extra.splitlines():
+        name = line.split(":", 1)[0]
+        text = "\n".join(x for x in text.splitlines() if x.split(":", 1)[0] != name) + "\n"
+    assert error_of(tmp_path, text + extra).startswith(key)
+
+
+def test_no_cluster_needs_no_redis(tmp_path: Path) -> None:
+    assert load(write(tmp_path, "cluster:\n  advertise_url: nonsense\n"), environ={})

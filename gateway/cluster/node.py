@@ -1,0 +1,170 @@
+"""This gateway as a cluster node: its heartbeat, and the rooms it is home to."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from ..config import ClusterSettings
+from ..errors import GatewayError
+from .directory import Directory, NodeInfo
+
+logger = logging.getLogger(__name__)
+
+
+class RoomElsewhere(GatewayError):
+    """The room is homed on another node: a WHIP/WHEP client is redirected there (307,
+    RFC 9725 4.5), a WebSocket client told where it is."""
+
+    def __init__(self, room: str, node: NodeInfo) -> None:
+        super().__init__(307, "room-elsewhere", f"room {room!r} is on node {node.id}")
+        self.node = node
+        self.redirect_base = node.url.rstrip("/")
+
+
+class ClusterNode:
+    """Registers this node in the Directory every ``heartbeat_s`` with its load, keeps the
+    rooms it homes alive there, and releases them (and itself) when it closes. A node that
+    dies stops renewing: after ``node_ttl_s`` its rooms go to the next node asked."""
+
+    def __init__(self, settings: ClusterSettings, load: Callable[[], dict[str, Any]]) -> None:
+        self.settings = settings
+        self.id = settings.node_id or f"{socket.gethostname()}-{secrets.token_hex(3)}"
+        self.url = settings.advertise_url.rstrip("/")
+        self._load = load
+        self._redis: Redis = Redis.from_url(
+            settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
+        )
+        self.directory = Directory(self._redis, settings.key_prefix, settings.node_ttl_s)
+        self.started_at = time.time()
+        self.homed: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._releases: set[asyncio.Task[None]] = set()
+        self.heartbeats = 0
+        self.heartbeat_errors = 0
+        self.rooms_lost = 0
+
+    def info(self) -> NodeInfo:
+        return NodeInfo(self.id, self.url, self.started_at, time.time(), self._load())
+
+    async def start(self) -> None:
+        """The first heartbeat: a Redis that cannot be reached stops the start."""
+        try:
+            await self.directory.heartbeat(self.info())
+        except (RedisError, OSError) as exc:
+            await self._redis.aclose()
+            raise RuntimeError(
+                f"cluster: cannot reach Redis at {self.settings.redis_url}: {exc}"
+            ) from exc
+        self.heartbeats += 1
+        self._task = asyncio.ensure_future(self._beat())
+        logger.info("cluster node %s (%s) joined", self.id, self.url)
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_s)
+            try:
+                await self.directory.heartbeat(self.info())
+                lost = await self.directory.refresh(sorted(self.homed), self.id)
+                self.heartbeats += 1
+            except (RedisError, OSError) as exc:
+                # Redis away: keep serving what is here; other nodes see this one expire.
+                self.heartbeat_errors += 1
+                if self.heartbeat_errors == 1 or self.heartbeat_errors % 30 == 0:
+                    logger.warning("cluster heartbeat failed (%d): %s", self.heartbeat_errors, exc)
+                continue
+            if lost:
+                self.rooms_lost += lost
+                logger.warning("%d room(s) were re-homed while this node looked dead", lost)
+
+    async def claim(self, room: str) -> None:
+        """Make this node ``room``'s home, or raise RoomElsewhere with the node that is."""
+        home = await self._call(self.directory.claim(room, self.id))
+        if home == self.id:
+            self.homed.add(room)
+            return
+        node = await self._call(self.directory.node(home))
+        if node is None:  # expired between the two calls: try once more
+            home = await self._call(self.directory.claim(room, self.id))
+            node = None if home == self.id else await self._call(self.directory.node(home))
+            if node is None:
+                self.homed.add(room)
+                return
+        raise RoomElsewhere(room, node)
+
+    async def home(self, room: str) -> NodeInfo | None:
+        """The other live node ``room`` is homed on (None: here, or nowhere)."""
+        home = await self._call(self.directory.home(room))
+        if home is None or home == self.id:
+            return None
+        node: NodeInfo | None = await self._call(self.directory.node(home))
+        return node
+
+    async def release(self, room: str) -> None:
+        if room in self.homed:
+            self.homed.discard(room)
+            await self._call(self.directory.release(room, self.id))
+
+    def release_soon(self, room: str) -> None:
+        """``release`` from synchronous code (a room released by the registry)."""
+        if room not in self.homed:
+            return
+        task = asyncio.ensure_future(self._release_quietly(room))
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
+
+    async def _release_quietly(self, room: str) -> None:
+        try:
+            await self.release(room)
+        except GatewayError as exc:
+            logger.warning("releasing room %s: %s (it expires by itself)", room, exc.message)
+
+    async def _call(self, awaitable: Any) -> Any:
+        try:
+            return await awaitable
+        except (RedisError, OSError) as exc:
+            raise GatewayError(
+                503, "cluster-unavailable", f"the cluster's state cannot be reached: {exc}", 5
+            ) from exc
+
+    async def describe(self) -> dict[str, Any]:
+        nodes = await self._call(self.directory.nodes())
+        homes = await self._call(self.directory.homes())
+        return {
+            "node": self.id,
+            "nodes": [
+                {**n.describe(), "rooms": sorted(r for r, h in homes.items() if h == n.id)}
+                for n in nodes
+            ],
+            "heartbeats": self.heartbeats,
+            "heartbeat_errors": self.heartbeat_errors,
+            "rooms_lost": self.rooms_lost,
+        }
+
+    async def close(self) -> None:
+        """Leave the cluster: rooms released at once, not after the TTL."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        if self._releases:
+            await asyncio.gather(*self._releases, return_exceptions=True)
+        try:
+            for room in sorted(self.homed):
+                await self.directory.release(room, self.id)
+            await self.directory.leave(self.id)
+        except (RedisError, OSError) as exc:
+            logger.warning("leaving the cluster: %s", exc)
+        self.homed.clear()
+        await self._redis.aclose()

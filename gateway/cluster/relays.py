@@ -1,0 +1,152 @@
+"""The relays of one node: at most one per room homed elsewhere, made on a viewer's demand
+and closed when its last viewer has been gone ``relay_linger_s``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from ..auth.grants import ALL
+from ..auth.minting import mint
+from ..auth.principal import Principal
+from ..config import Config
+from ..errors import GatewayError
+from .node import ClusterNode, RoomElsewhere
+from .relay import RELAY, RelaySession
+
+if TYPE_CHECKING:
+    from ..rooms.room import Room
+    from ..rooms.session import Session
+
+logger = logging.getLogger(__name__)
+
+TOKEN_TTL_S = 300.0
+
+
+class Relays:
+    """Makes this node's copy of a room homed on another node (a RelaySession published in
+    a local room of the same name), shares it among every local viewer, and ends it."""
+
+    def __init__(
+        self,
+        config: Config,
+        node: ClusterNode,
+        room_for: Callable[[str], Room],
+        track: Callable[[Session], None],
+    ) -> None:
+        self._config = config
+        self._node = node
+        self._room_for = room_for  # the registry's get_or_create_room
+        self._track = track  # the registry's session bookkeeping
+        self._http: aiohttp.ClientSession | None = None
+        self._pulling: dict[str, asyncio.Future[Room]] = {}
+        self._lingering: dict[str, asyncio.TimerHandle] = {}
+        self.made = 0
+        self.failed = 0
+
+    async def copy(self, name: str) -> Room | None:
+        """A local room carrying ``name``'s stream from its home node, or None when no other
+        node is its home. Raises RoomElsewhere when relaying is off (a 307 there)."""
+        pending = self._pulling.get(name)
+        if pending is not None:
+            return await asyncio.shield(pending)  # a relay for it is being made: share it
+        home = await self._node.home(name)
+        if home is None:
+            return None
+        if not self._config.cluster.relay:
+            raise RoomElsewhere(name, home)
+        future: asyncio.Future[Room] = asyncio.get_running_loop().create_future()
+        self._pulling[name] = future
+        try:
+            room = await self._pull(name, home.url)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: a lone caller must not leave it unobserved
+            raise
+        else:
+            future.set_result(room)
+            return room
+        finally:
+            del self._pulling[name]
+
+    async def _pull(self, name: str, origin: str) -> Room:
+        room = self._room_for(name)
+        session = RelaySession(room, RELAY, self._config, RELAY, owner=self._principal())
+        self._track(session)
+        try:
+            room.claim_publisher(session)
+            session.hold_tracks = None  # a lost relay ends here; the home node keeps the stream
+            await session.pull(self._client(), origin, self._token(name))
+        except BaseException:
+            self.failed += 1
+            await session.close("relay-failed")
+            raise
+        room.announce_publisher()
+        self.made += 1
+        logger.info("relaying room %s from %s (%d track(s))", name, origin, len(session.publishers))
+        return room
+
+    def viewer_left(self, room: Room) -> None:
+        """A viewer of ``room`` closed: once none is left for relay_linger_s, the relay ends."""
+        if not isinstance(room.publisher, RelaySession) or _watched(room):
+            return
+        if room.name not in self._lingering:
+            self._lingering[room.name] = asyncio.get_running_loop().call_later(
+                self._config.cluster.relay_linger_s, self._unused, room
+            )
+
+    def viewer_joined(self, room: Room) -> None:
+        timer = self._lingering.pop(room.name, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _unused(self, room: Room) -> None:
+        self._lingering.pop(room.name, None)
+        relay = room.publisher
+        if isinstance(relay, RelaySession) and not _watched(room):
+            relay.close_soon("unused")
+
+    def _principal(self) -> Principal:
+        # Owns the relay session here: the node itself, allowed everything on it.
+        return Principal(f"node:{self._node.id}", ALL, name=self._node.id)
+
+    def _token(self, room: str) -> str | None:
+        """What the home node's access policy needs: a token of this node, signed with the
+        cluster's shared key (auth on with keys), to watch only this room."""
+        auth = self._config.auth
+        if not auth.enabled:
+            return None
+        if not auth.keys:
+            raise GatewayError(
+                502, "relay-failed", "relaying with auth on needs auth.keys shared by the nodes"
+            )
+        key = auth.keys[0]
+        grants: dict[str, Any] = {"room": room, "roomJoin": True, "canSubscribe": True}
+        grants["canPublish"] = False
+        grants["canPublishData"] = False
+        return mint(key.key, key.secret, f"node:{self._node.id}", grants, ttl_s=TOKEN_TTL_S)
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession()
+        return self._http
+
+    def stats(self) -> dict[str, Any]:
+        return {"made": self.made, "failed": self.failed, "lingering": len(self._lingering)}
+
+    async def close(self) -> None:
+        for timer in self._lingering.values():
+            timer.cancel()
+        self._lingering.clear()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+
+def _watched(room: Room) -> bool:
+    # A viewer closing is still in the room while its close callbacks run.
+    return any(not viewer.closed for viewer in room.subscribers)

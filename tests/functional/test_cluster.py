@@ -1,0 +1,234 @@
+"""Two gateway processes and a real redis-server as one cluster: rooms homed on a node,
+WHIP redirected to the home, viewers on the other node served through one relay, and a
+dead node's rooms taken over when their publisher comes back."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.conftest import free_port
+from tests.support.gateway_process import GatewayProcess, start_gateway_process
+from tests.support.killable_publisher import PublisherProcess
+from tests.support.media import NumberedVideoTrack, ToneTrack
+from tests.support.peers import new_peer, wait_for, whep_watch, whip_publish
+from tests.support.redis_server import RedisServer, redis_server
+from tests.support.signaling import WsClient
+
+pytestmark = pytest.mark.timeout(180)
+
+TTL_S = 2.0
+
+
+@dataclass
+class Cluster:
+    redis: RedisServer
+    nodes: dict[str, GatewayProcess]
+    http: aiohttp.ClientSession
+
+    async def get(self, node: str, path: str) -> Any:
+        async with self.http.get(self.nodes[node].base + path) as response:
+            assert response.status == 200, await response.text()
+            return await response.json()
+
+    async def room(self, node: str, name: str) -> dict[str, Any] | None:
+        stats = await self.get(node, "/api/stats")
+        return next((r for r in stats["rooms"] if r["room"] == name), None)
+
+
+def node_config(node: str, port: int, redis_url: str, relay: bool = True) -> str:
+    return f"""
+server:
+  drain_timeout_s: 0
+ice:
+  addresses: [127.0.0.1]
+ingest:
+  publisher_timeout_s: 3
+log:
+  level: info
+cluster:
+  redis_url: {redis_url}
+  node_id: {node}
+  advertise_url: http://127.0.0.1:{port}
+  heartbeat_s: 0.5
+  node_ttl_s: {TTL_S}
+  relay: {"true" if relay else "false"}
+  relay_linger_s: 1
+"""
+
+
+async def start_node(
+    name: str, redis: RedisServer, directory: Path, relay: bool = True
+) -> GatewayProcess:
+    port = free_port()
+    where = directory / name
+    where.mkdir()
+    return await start_gateway_process(node_config(name, port, redis.url, relay), where, port=port)
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
+    relay = getattr(request, "param", "relay") == "relay"
+    async with redis_server(tmp_path) as redis, aiohttp.ClientSession() as http:
+        nodes: dict[str, GatewayProcess] = {}
+        try:
+            for name in ("a", "b"):
+                nodes[name] = await start_node(name, redis, tmp_path, relay)
+            yield Cluster(redis, nodes, http)
+        finally:
+            for gateway in nodes.values():
+                await gateway.close()
+
+
+async def post_offer(
+    http: aiohttp.ClientSession, url: str, kinds: tuple[str, ...] = ("video", "audio")
+) -> tuple[int, dict[str, str], str]:
+    """A WHIP/WHEP POST not followed if redirected: status, headers, body."""
+    pc = new_peer()
+    try:
+        for kind in kinds:
+            if "whip" in url:
+                track = NumberedVideoTrack(320, 240) if kind == "video" else ToneTrack()
+                pc.addTransceiver(track, direction="sendonly")
+            else:
+                pc.addTransceiver(kind, direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        async with http.post(
+            url,
+            data=pc.localDescription.sdp,
+            headers={"Content-Type": "application/sdp"},
+            allow_redirects=False,
+        ) as response:
+            return response.status, dict(response.headers), await response.text()
+    finally:
+        await pc.close()
+
+
+async def test_viewers_on_another_node_share_one_relay(cluster: Cluster) -> None:
+    a, b = cluster.nodes["a"], cluster.nodes["b"]
+    http = cluster.http
+    publisher = await whip_publish(
+        http, a.base, "wide", [NumberedVideoTrack(320, 240), ToneTrack()]
+    )
+    viewers = []
+    try:
+        # Three viewers at node b: one relay from a, the frames fanned out at b.
+        for _ in range(3):
+            viewers.append(await whep_watch(http, b.base, "wide"))
+        await wait_for(lambda: all(len(v.received.numbers) > 30 for v in viewers), timeout=30)
+        for viewer in viewers:
+            numbers = viewer.received.numbers
+            assert numbers == sorted(numbers) and viewer.received.audio_frames > 0
+        at_a, at_b = await cluster.room("a", "wide"), await cluster.room("b", "wide")
+        assert at_a is not None and at_b is not None
+        assert at_a["subscribers"] == 1, at_a  # the relay: one stream per track for b
+        assert at_b["subscribers"] == 3, at_b
+        stats_b = await cluster.get("b", "/api/stats")
+        assert stats_b["cluster"]["relays"]["made"] == 1
+        video_a = next(t for t in at_a["tracks"] if t["kind"] == "video")
+        video_b = next(t for t in at_b["tracks"] if t["kind"] == "video")
+        # b asks a for keyframes for its late viewers, over the relay.
+        assert video_b["keyframes_received"] >= 1 and video_a["subscribers"] == 1
+
+        described = await cluster.get("b", "/api/cluster")
+        nodes = {n["id"]: n for n in described["nodes"]}
+        assert set(nodes) == {"a", "b"} and described["node"] == "b"
+        assert nodes["a"]["rooms"] == ["wide"] and nodes["a"]["url"] == a.base
+        assert nodes["b"]["rooms"] == []
+
+        # Publishing into the room at b is sent to its home (RFC 9725 redirect).
+        status, headers, body = await post_offer(http, f"{b.base}/whip/wide")
+        assert status == 307, body
+        assert headers["Location"] == f"{a.base}/whip/wide"
+        # A WebSocket join at b is told where the room lives.
+        ws = await WsClient.connect(http, b.base)
+        try:
+            await ws.send({"type": "join", "room": "wide", "name": "ann"})
+            error = await ws.next("error", "joined")
+            assert error["code"] == "room-elsewhere" and error["node"] == a.base, error
+        finally:
+            await ws.close()
+    finally:
+        for viewer in viewers:
+            await viewer.close(http, b.base)
+    # The last viewer gone, the relay lingers 1 s and ends; a sees its viewer leave.
+    await wait_until_async(lambda: room_subscribers(cluster, "a", "wide"), 0, timeout=15)
+    await publisher.close(http, a.base)
+    await wait_until_async(lambda: homes(cluster), {}, timeout=15)
+
+
+async def room_subscribers(cluster: Cluster, node: str, name: str) -> int | None:
+    room = await cluster.room(node, name)
+    return None if room is None else int(room["subscribers"])
+
+
+async def homes(cluster: Cluster) -> dict[str, list[str]]:
+    described = await cluster.get("a", "/api/cluster")
+    return {n["id"]: n["rooms"] for n in described["nodes"] if n["rooms"]}
+
+
+async def wait_until_async(read: Any, expected: Any, timeout: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    value = await read()
+    while value != expected:
+        if loop.time() > deadline:
+            raise AssertionError(f"{value!r} is not {expected!r} after {timeout}s")
+        await asyncio.sleep(0.2)
+        value = await read()
+
+
+async def test_a_dead_nodes_room_is_rehomed_when_its_publisher_comes_back(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    a, b = cluster.nodes["a"], cluster.nodes["b"]
+    http = cluster.http
+    publisher = await PublisherProcess.start(a.base, "phoenix")
+    viewer = await whep_watch(http, b.base, "phoenix")
+    second = None
+    try:
+        await wait_for(lambda: len(viewer.received.numbers) > 30, timeout=30)
+        a.kill()  # node a dies with its publisher's session and room
+        await a.process.wait()
+        await publisher.kill()
+        # b's relay hears nothing from a: its viewers end with publisher-lost.
+        await wait_until_async(lambda: room_subscribers(cluster, "b", "phoenix"), None, 20)
+        # a's heartbeat expires: the room belongs to nobody, and the returning publisher
+        # homes it on b.
+        await asyncio.sleep(TTL_S)
+        second = await PublisherProcess.start(b.base, "phoenix", first=3000)
+        described = await cluster.get("b", "/api/cluster")
+        assert {n["id"]: n["rooms"] for n in described["nodes"]} == {"b": ["phoenix"]}
+        again = await whep_watch(http, b.base, "phoenix")
+        try:
+            await wait_for(lambda: len(again.received.numbers) > 15, timeout=20)
+            assert min(again.received.numbers) >= 3000
+        finally:
+            await again.close(http, b.base)
+    finally:
+        await viewer.close()
+        if second is not None:
+            await second.kill()
+
+
+@pytest.mark.parametrize("cluster", ["redirect"], indirect=True)
+async def test_without_relays_viewers_are_redirected_to_the_home(cluster: Cluster) -> None:
+    a, b = cluster.nodes["a"], cluster.nodes["b"]
+    publisher = await whip_publish(
+        cluster.http, a.base, "home", [NumberedVideoTrack(320, 240), ToneTrack()]
+    )
+    try:
+        status, headers, body = await post_offer(cluster.http, f"{b.base}/whep/home?x=1")
+        assert status == 307, body
+        assert headers["Location"] == f"{a.base}/whep/home?x=1"
+        # An unknown room is not redirected anywhere.
+        status, _, body = await post_offer(cluster.http, f"{b.base}/whep/nowhere")
+        assert status == 404 and "no-publisher" in body
+    finally:
+        await publisher.close(cluster.http, a.base)
