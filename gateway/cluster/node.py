@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from ..config import ClusterSettings
 from ..errors import GatewayError
 from .directory import Directory, NodeInfo
+from .events import ClusterEvents
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class ClusterNode:
             settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
         )
         self.directory = Directory(self._redis, settings.key_prefix, settings.node_ttl_s)
+        self.events = ClusterEvents(self._redis, settings.key_prefix, self.id)
         self.started_at = time.time()
         self.homed: set[str] = set()
         self._task: asyncio.Task[None] | None = None
@@ -66,6 +68,7 @@ class ClusterNode:
             ) from exc
         self.heartbeats += 1
         self._task = asyncio.ensure_future(self._beat())
+        self.events.start()
         logger.info("cluster node %s (%s) joined", self.id, self.url)
 
     async def _beat(self) -> None:
@@ -123,6 +126,7 @@ class ClusterNode:
 
     async def _release_quietly(self, room: str) -> None:
         try:
+            await self.events.forget(room)
             await self.release(room)
         except GatewayError as exc:
             logger.warning("releasing room %s: %s (it expires by itself)", room, exc.message)
@@ -144,6 +148,7 @@ class ClusterNode:
                 {**n.describe(), "rooms": sorted(r for r, h in homes.items() if h == n.id)}
                 for n in nodes
             ],
+            "events": self.events.stats(),
             "heartbeats": self.heartbeats,
             "heartbeat_errors": self.heartbeat_errors,
             "rooms_lost": self.rooms_lost,
@@ -160,6 +165,7 @@ class ClusterNode:
             self._task = None
         if self._releases:
             await asyncio.gather(*self._releases, return_exceptions=True)
+        await self.events.close()
         try:
             for room in sorted(self.homed):
                 await self.directory.release(room, self.id)

@@ -68,13 +68,17 @@ class Registry:
         """Rooms are homed through ``node`` from now on; viewers of rooms homed elsewhere
         are served here through relays."""
         self.cluster = node
-        self.relays = Relays(self.config, node, self.get_or_create_room, self._track)
+        self.relays = Relays(
+            self.config, node, lambda name: self.get_or_create_room(name, copy=True), self._track
+        )
         self.on_release.append(lambda room: node.release_soon(room.name))
 
     def room(self, name: str) -> Room | None:
         return self.rooms.get(check_room_name(name))
 
-    def get_or_create_room(self, name: str, mode: str = SFU) -> Room:
+    def get_or_create_room(self, name: str, mode: str = SFU, copy: bool = False) -> Room:
+        """The room ``name``, created if needed; ``copy``: this node's copy of a room homed
+        on another node (a relay), which local watchers do not watch."""
         room = self.room(name)
         if room is None:
             if len(self.rooms) >= self.config.rooms.max_rooms:
@@ -91,6 +95,10 @@ class Registry:
             )
             room.on_idle = self.release_if_idle
             self.rooms[name] = room
+            if copy:
+                room.copy = True
+                return room
+            room.on_event = lambda event: self._share(room, event)
             for listener in self._waiting.pop(name, ()):
                 room.listen(listener)
         return room
@@ -408,19 +416,27 @@ class Registry:
             room, role, self.config, transport, name, self.renditions, owner=owner.principal
         )
 
-    def watch(self, name: str, listener: EventListener, caller: Caller) -> dict[str, Any]:
+    async def watch(self, name: str, listener: EventListener, caller: Caller) -> dict[str, Any]:
         """``listener`` gets the room's events, now or once it exists; returns its state.
-        Watching never creates a room (so it cannot fill ``rooms.max_rooms``)."""
+        Watching never creates a room (so it cannot fill ``rooms.max_rooms``). In a cluster
+        it also gets the events of the room's home node, wherever that is."""
         name = check_room_name(name)
         self.policy.check(Request("watch", name, "ws", caller.principal))
         room = self.rooms.get(name)
-        if room is not None:
+        local = room is not None and not room.copy
+        if room is not None and local:
             room.listen(listener)
-            return room.describe()
-        self._waiting.setdefault(name, set()).add(listener)
-        return empty_room(name)
+            state = room.describe()
+        else:
+            self._waiting.setdefault(name, set()).add(listener)
+            state = empty_room(name)
+        if self.cluster is not None:
+            await self.cluster.events.watch(name, listener)
+            if not local and await self.cluster.home(name) is not None:
+                state = await self.cluster.events.state(name) or state
+        return state
 
-    def unwatch(self, name: str, listener: EventListener) -> None:
+    async def unwatch(self, name: str, listener: EventListener) -> None:
         room = self.rooms.get(name)
         if room is not None:
             room.unlisten(listener)
@@ -429,6 +445,13 @@ class Registry:
             waiting.discard(listener)
             if not waiting:
                 del self._waiting[name]
+        if self.cluster is not None:
+            await self.cluster.events.unwatch(name, listener)
+
+    def _share(self, room: Room, event: dict[str, Any]) -> None:
+        """A room homed here tells the cluster (its watchers on other nodes)."""
+        if self.cluster is not None and room.name in self.cluster.homed:
+            self.cluster.events.publish(room.name, event, room.describe())
 
     def _rendition_event(self, room_name: str, rendition: Rendition, event: Any) -> None:
         room = self.rooms.get(room_name)
@@ -469,7 +492,7 @@ class Registry:
             del self.rooms[room.name]
             # Its watchers wait for the next room of that name.
             listeners = room.take_listeners()
-            if listeners:
+            if listeners and not room.copy:
                 self._waiting.setdefault(room.name, set()).update(listeners)
             logger.info("room %s is idle and released", room.name)
             for hook in self.on_release:

@@ -98,6 +98,11 @@ class Room:
         self.takeovers = 0
         # Told when the room may have become idle (a held stream ended by itself).
         self.on_idle: Callable[[Room], None] | None = None
+        # This node's copy of a room homed on another node (a cluster relay): its watchers
+        # get the home's events, not the copy's.
+        self.copy = False
+        # Every event, after the listeners (a cluster home shares them with other nodes).
+        self.on_event: EventListener | None = None
         self.subscribers: set[Session] = set()
         self.participants: dict[str, Session] = {}
         self._announced_tracks: set[str] = set()  # participants' tracks others were told of
@@ -407,6 +412,11 @@ class Room:
                 listener(event)
             except Exception:
                 logger.exception("room event listener failed")
+        if self.on_event is not None:
+            try:
+                self.on_event(event)
+            except Exception:
+                logger.exception("sharing a room event failed")
 
     @property
     def idle(self) -> bool:

@@ -167,7 +167,7 @@ class Channel:
             session = self._own(message["session"])
             await session.close("left")
         elif kind == "watch":
-            self._watch(message["room"])
+            await self._watch(message["room"])
         elif kind == "join":
             await self._join(message)
         elif kind == "resume":
@@ -202,7 +202,7 @@ class Channel:
         elif kind == "unwatch":
             if message["room"] in self.watching:
                 self.watching.discard(message["room"])
-                self.registry.unwatch(message["room"], self.send)
+                await self.registry.unwatch(message["room"], self.send)
 
     async def _negotiate(self, message: messages.Message) -> None:
         room = message["room"]
@@ -377,7 +377,7 @@ class Channel:
             raise GatewayError(404, "unknown-session", f"no session {session_id!r} on this socket")
         return session
 
-    def _watch(self, name: str) -> None:
+    async def _watch(self, name: str) -> None:
         if name in self.watching:
             raise bad_request(f"already watching room {name!r}", "already-watching")
         limit = self.registry.config.limits.max_watched_rooms
@@ -387,8 +387,12 @@ class Channel:
                 429, "too-many-watches", f"a socket watches at most {limit} rooms", retry_after_s=1
             )
         assert self.caller is not None
-        state = self.registry.watch(name, self.send, self.caller)
-        self.watching.add(name)
+        self.watching.add(name)  # first: events may come while it is being set up
+        try:
+            state = await self.registry.watch(name, self.send, self.caller)
+        except BaseException:
+            self.watching.discard(name)
+            raise
         self.send({"type": "room-state", **state})
 
     def _session_closed(self, session: Session) -> None:
@@ -400,8 +404,8 @@ class Channel:
         self.send({"type": "session-ended", "session": session.id, "reason": session.close_reason})
 
     async def close(self) -> None:
-        for name in self.watching:
-            self.registry.unwatch(name, self.send)
+        for name in list(self.watching):
+            await self.registry.unwatch(name, self.send)
         self.watching.clear()
         self.closed = True
         participant = self.participant

@@ -113,11 +113,22 @@ async def post_offer(
 async def test_viewers_on_another_node_share_one_relay(cluster: Cluster) -> None:
     a, b = cluster.nodes["a"], cluster.nodes["b"]
     http = cluster.http
+    # A watcher at b, before the room exists anywhere: the home's events reach it.
+    early = await WsClient.connect(http, b.base)
+    await early.send({"type": "watch", "room": "wide"})
+    assert (await early.next("room-state"))["publisher"] is None
     publisher = await whip_publish(
         http, a.base, "wide", [NumberedVideoTrack(320, 240), ToneTrack()]
     )
     viewers = []
+    late = await WsClient.connect(http, b.base)
     try:
+        joined = await early.next("publisher-joined", timeout=10)
+        assert {t["kind"] for t in joined["publisher"]["tracks"]} == {"video", "audio"}
+        # One watching later is told the home's state of the room.
+        await late.send({"type": "watch", "room": "wide"})
+        state = await late.next("room-state")
+        assert state["publisher"]["id"] == joined["publisher"]["id"], state
         # Three viewers at node b: one relay from a, the frames fanned out at b.
         for _ in range(3):
             viewers.append(await whep_watch(http, b.base, "wide"))
@@ -157,9 +168,14 @@ async def test_viewers_on_another_node_share_one_relay(cluster: Cluster) -> None
     finally:
         for viewer in viewers:
             await viewer.close(http, b.base)
+        await late.close()
     # The last viewer gone, the relay lingers 1 s and ends; a sees its viewer leave.
     await wait_until_async(lambda: room_subscribers(cluster, "a", "wide"), 0, timeout=15)
     await publisher.close(http, a.base)
+    # Nobody watches any more, so the stream is not kept: b's watcher is told it ended.
+    left = await early.next("publisher-left", timeout=10)
+    assert left["publisher"] == joined["publisher"]["id"] and left["reason"] == "deleted"
+    await early.close()
     await wait_until_async(lambda: homes(cluster), {}, timeout=15)
 
 
