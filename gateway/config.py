@@ -44,6 +44,7 @@ class ServerSettings:
     cors_origins: list[str] = field(default_factory=list)
     trusted_proxies: list[str] = field(default_factory=list)
     drain_timeout_s: float = 10.0
+    max_viewers: int = 0
 
 
 @dataclass
@@ -320,6 +321,7 @@ def _validate(config: Config) -> None:
     check(1 <= s.port <= 65535, "server.port", f"must be 1-65535, got {s.port}")
     check(s.max_body_bytes >= 1024, "server.max_body_bytes", "must be at least 1024")
     check(0 <= s.drain_timeout_s <= 3600, "server.drain_timeout_s", "must be 0-3600")
+    check(s.max_viewers >= 0, "server.max_viewers", "must not be negative (0: no cap)")
     for i, server in enumerate(config.ice.servers):
         check(bool(server.urls), f"ice.servers[{i}].urls", "must list at least one URL")
         for url in server.urls:

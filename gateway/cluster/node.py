@@ -31,6 +31,25 @@ class RoomElsewhere(GatewayError):
         self.redirect_base = node.url.rstrip("/")
 
 
+class GatewayFull(GatewayError):
+    """This node has its maximum of viewers: the viewer is sent (307) to one with room."""
+
+    def __init__(self, node: NodeInfo) -> None:
+        super().__init__(307, "gateway-full", f"this gateway is full; node {node.id} has room")
+        self.node = node
+        self.redirect_base = node.url.rstrip("/")
+
+
+def spare(node: NodeInfo) -> float:
+    """Viewers a node can still take, by its last heartbeat (inf: no cap; 0: none)."""
+    if node.load.get("draining"):
+        return 0.0
+    cap = int(node.load.get("max_viewers") or 0)
+    if not cap:
+        return float("inf")
+    return max(0.0, cap - float(node.load.get("viewers") or 0))
+
+
 class ClusterNode:
     """Registers this node in the Directory every ``heartbeat_s`` with its load, keeps the
     rooms it homes alive there, and releases them (and itself) when it closes. A node that
@@ -110,6 +129,16 @@ class ClusterNode:
             return None
         node: NodeInfo | None = await self._call(self.directory.node(home))
         return node
+
+    async def roomiest(self) -> NodeInfo | None:
+        """The other live node with the most room for viewers (fewest viewers among the
+        uncapped ones), if any has room."""
+        every: list[NodeInfo] = await self._call(self.directory.nodes())
+        nodes = [n for n in every if n.id != self.id]
+        open_nodes = [n for n in nodes if spare(n) > 0]
+        if not open_nodes:
+            return None
+        return max(open_nodes, key=lambda n: (spare(n), -float(n.load.get("viewers") or 0)))
 
     async def release(self, room: str) -> None:
         if room in self.homed:

@@ -16,6 +16,7 @@ from ..rooms.session import DEFAULT_SOURCE, Session
 logger = logging.getLogger(__name__)
 
 RELAY = "relay"  # the role and transport of a relay session
+RELAY_HEADER = "X-Gateway-Relay"  # on a relay's WHEP POST: the node it comes from
 PULL_TIMEOUT_S = 10.0
 
 
@@ -33,9 +34,12 @@ class RelaySession(Session):
     origin_location: str | None = None
     _http: aiohttp.ClientSession | None = None
     _token: str | None = None
+    _node_id: str = ""
 
-    async def pull(self, http: aiohttp.ClientSession, origin: str, token: str | None) -> None:
-        self.origin, self._http, self._token = origin, http, token
+    async def pull(
+        self, http: aiohttp.ClientSession, origin: str, token: str | None, node_id: str
+    ) -> None:
+        self.origin, self._http, self._token, self._node_id = origin, http, token, node_id
         for kind in ("video", "audio"):
             self.pc.addTransceiver(kind, direction="recvonly")
         await self.pc.setLocalDescription(await self.pc.createOffer())  # candidates gathered
@@ -43,7 +47,7 @@ class RelaySession(Session):
             async with http.post(
                 f"{origin}/whep/{self.room.name}",
                 data=self.pc.localDescription.sdp,
-                headers=self._headers("application/sdp"),
+                headers={**self._headers("application/sdp"), RELAY_HEADER: self._node_id},
                 timeout=aiohttp.ClientTimeout(total=PULL_TIMEOUT_S),
                 allow_redirects=False,
             ) as response:

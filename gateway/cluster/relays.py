@@ -80,7 +80,7 @@ class Relays:
         try:
             room.claim_publisher(session)
             session.hold_tracks = None  # a lost relay ends here; the home node keeps the stream
-            await session.pull(self._client(), origin, self._token(name))
+            await session.pull(self._client(), origin, self._token(name), self._node.id)
         except BaseException:
             self.failed += 1
             await session.close("relay-failed")

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..auth.principal import LOCAL, Caller, Principal
-from ..cluster.node import ClusterNode
+from ..cluster.node import ClusterNode, GatewayFull
 from ..cluster.relays import Relays
 from ..config import Config
 from ..drain import Drain
@@ -195,14 +195,18 @@ class Registry:
         transport: str,
         caller: Caller = LOCAL,
         pipeline: str | None = None,
+        relay: bool = False,
     ) -> tuple[Session, str]:
         """A viewer of the room's stream; ``pipeline`` names a configured pipeline to
-        receive the tracks of its kind through."""
+        receive the tracks of its kind through. ``relay``: another node's relay, which
+        server.max_viewers does not turn away (its viewers were placed there)."""
         room_name = check_room_name(room_name)
         self.policy.check(Request("subscribe", room_name, transport, caller.principal))
         self.drain.admit()
         if pipeline is not None:
             self.check_pipeline(room_name, pipeline, transport, caller)
+        if not relay:
+            await self._place_viewer()
         room = self.room(room_name)
         if (room is None or not room.publishers) and self.relays is not None:
             self._admit(caller)  # a relay costs a peer connection: limits first
@@ -514,14 +518,33 @@ class Registry:
         self.renditions.close()
         self.rooms.clear()
 
+    def viewers(self) -> int:
+        return sum(len(room.subscribers) for room in self.rooms.values())
+
     def load(self) -> dict[str, Any]:
         """What this node tells the cluster in its heartbeat."""
         return {
             "rooms": len(self.rooms),
             "sessions": len(self.sessions),
-            "viewers": sum(len(room.subscribers) for room in self.rooms.values()),
+            "viewers": self.viewers(),
+            "max_viewers": self.config.server.max_viewers,
             "draining": self.drain.draining,
         }
+
+    async def _place_viewer(self) -> None:
+        """A new viewer where there is room: here under server.max_viewers, else (307) the
+        cluster node with the most room left, else 503."""
+        cap = self.config.server.max_viewers
+        if not cap or self.viewers() < cap:
+            return
+        self.admission.refuse("viewers")
+        if self.cluster is not None:
+            node = await self.cluster.roomiest()
+            if node is not None:
+                raise GatewayFull(node)
+        raise GatewayError(
+            503, "gateway-full", f"this gateway serves its maximum of {cap} viewers", 5
+        )
 
     def _cluster_stats(self) -> dict[str, Any] | None:
         if self.cluster is None or self.relays is None:

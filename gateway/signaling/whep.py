@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..auth import http as auth_http
+from ..cluster.relay import RELAY_HEADER
 from .http_session import (
     SDP_TYPE,
     answer_response,
@@ -21,8 +22,12 @@ async def post(request: web.Request) -> web.Response:
     offer = await read_body(request, SDP_TYPE)
     # ?pipeline=NAME: receive the room's tracks of that pipeline's kind processed by it.
     pipeline = request.query.get("pipeline") or None
+    # Another cluster node's relay: with auth on, only its node token makes it one.
+    relay = RELAY_HEADER in request.headers and (
+        not registry(request).policy.enabled or caller.principal.identity.startswith("node:")
+    )
     session, answer = await registry(request).subscribe(
-        request.match_info["room"], offer, "whep", caller, pipeline=pipeline
+        request.match_info["room"], offer, "whep", caller, pipeline=pipeline, relay=relay
     )
     return answer_response(request, session, answer, "whep")
 

@@ -181,3 +181,24 @@ async def test_signaling_sockets_per_address_are_bounded(gateway: RunningGateway
     for ws in sockets:
         await ws.close()
     assert (await refused_counts(gateway))["sockets_per_ip"] == 1
+
+
+async def test_a_gateway_at_its_viewer_cap_turns_new_viewers_away(
+    gateway: RunningGateway, gateway_config: Config
+) -> None:
+    gateway_config.server.max_viewers = 1  # read per request
+    publisher = await whip_publish(
+        gateway.http, gateway.base, "capped", [NumberedVideoTrack(320, 240)]
+    )
+    viewer = await whep_watch(gateway.http, gateway.base, "capped", kinds=("video",))
+    try:
+        await wait_for(lambda: len(viewer.received.numbers) > 5)
+        offer = await offer_sdp("recvonly")
+        status, body, headers = await call(gateway, "POST", "/whep/capped", data=offer, headers=SDP)
+        assert (status, body["error"]) == (503, "gateway-full"), body
+        assert headers["Retry-After"] == "5"
+        assert (await refused_counts(gateway))["viewers"] == 1
+        assert len(gateway.registry.rooms["capped"].subscribers) == 1
+    finally:
+        await viewer.close(gateway.http, gateway.base)
+        await publisher.close(gateway.http, gateway.base)

@@ -42,10 +42,13 @@ class Cluster:
         return next((r for r in stats["rooms"] if r["room"] == name), None)
 
 
-def node_config(node: str, port: int, redis_url: str, relay: bool = True) -> str:
+def node_config(
+    node: str, port: int, redis_url: str, relay: bool = True, max_viewers: int = 0
+) -> str:
     return f"""
 server:
   drain_timeout_s: 0
+  max_viewers: {max_viewers}
 ice:
   addresses: [127.0.0.1]
 ingest:
@@ -64,22 +67,27 @@ cluster:
 
 
 async def start_node(
-    name: str, redis: RedisServer, directory: Path, relay: bool = True
+    name: str, redis: RedisServer, directory: Path, relay: bool = True, max_viewers: int = 0
 ) -> GatewayProcess:
     port = free_port()
     where = directory / name
     where.mkdir()
-    return await start_gateway_process(node_config(name, port, redis.url, relay), where, port=port)
+    config = node_config(name, port, redis.url, relay, max_viewers)
+    return await start_gateway_process(config, where, port=port)
 
 
 @pytest.fixture
 async def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
-    relay = getattr(request, "param", "relay") == "relay"
+    """Nodes a and b; parametrized (indirect): "redirect" (no relays), "capped" (b serves
+    one viewer at most)."""
+    variant = getattr(request, "param", "relay")
     async with redis_server(tmp_path) as redis, aiohttp.ClientSession() as http:
         nodes: dict[str, GatewayProcess] = {}
         try:
             for name in ("a", "b"):
-                nodes[name] = await start_node(name, redis, tmp_path, relay)
+                cap = 1 if variant == "capped" and name == "b" else 0
+                relay = variant != "redirect"
+                nodes[name] = await start_node(name, redis, tmp_path, relay, cap)
             yield Cluster(redis, nodes, http)
         finally:
             for gateway in nodes.values():
@@ -247,4 +255,28 @@ async def test_without_relays_viewers_are_redirected_to_the_home(cluster: Cluste
         status, _, body = await post_offer(cluster.http, f"{b.base}/whep/nowhere")
         assert status == 404 and "no-publisher" in body
     finally:
+        await publisher.close(cluster.http, a.base)
+
+
+@pytest.mark.parametrize("cluster", ["capped"], indirect=True)
+async def test_a_full_node_sends_new_viewers_to_one_with_room(cluster: Cluster) -> None:
+    a, b = cluster.nodes["a"], cluster.nodes["b"]
+    publisher = await whip_publish(
+        cluster.http, a.base, "busy", [NumberedVideoTrack(320, 240), ToneTrack()]
+    )
+    viewer = await whep_watch(cluster.http, b.base, "busy")
+    try:
+        await wait_for(lambda: len(viewer.received.numbers) > 10, timeout=20)
+        await asyncio.sleep(1.0)  # b's heartbeat tells its load
+        described = await cluster.get("a", "/api/cluster")
+        load_b = next(n["load"] for n in described["nodes"] if n["id"] == "b")
+        assert (load_b["viewers"], load_b["max_viewers"]) == (1, 1), load_b
+        # b is full: the next viewer goes to a (uncapped), the same request there.
+        status, headers, body = await post_offer(cluster.http, f"{b.base}/whep/busy")
+        assert status == 307 and "gateway-full" in body, body
+        assert headers["Location"] == f"{a.base}/whep/busy"
+        stats_b = await cluster.get("b", "/api/stats")
+        assert stats_b["limits"]["refused"]["viewers"] == 1, stats_b["limits"]
+    finally:
+        await viewer.close(cluster.http, b.base)
         await publisher.close(cluster.http, a.base)
