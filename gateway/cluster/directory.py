@@ -26,12 +26,17 @@ return ARGV[1]
 """
 
 # KEYS: room keys; ARGV[1] this node, ARGV[2] the TTL in ms. Keeps the ones still ours
-# alive and returns how many were not (taken over while this node looked dead).
+# alive, takes back the ones nobody has (a Redis restarted empty, or a key that expired
+# while Redis was slow), and returns how many another node has (taken over while this
+# node looked dead).
 _REFRESH = """
 local lost = 0
 for _, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[1] then
+  local current = redis.call('GET', key)
+  if current == ARGV[1] then
     redis.call('PEXPIRE', key, ARGV[2])
+  elseif not current then
+    redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
   else
     lost = lost + 1
   end
@@ -147,7 +152,8 @@ class Directory:
         return home if await self._redis.exists(self._node_key(home)) else None
 
     async def refresh(self, rooms: list[str], node_id: str) -> int:
-        """Renews this node's rooms; returns how many it no longer holds."""
+        """Renews this node's rooms (and takes back the ones nobody holds); returns how
+        many another node holds now."""
         if not rooms:
             return 0
         lost = await self._refresh(

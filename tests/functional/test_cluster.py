@@ -214,3 +214,39 @@ async def test_a_full_node_sends_new_viewers_to_one_with_room(cluster: Cluster) 
     finally:
         await viewer.close(cluster.http, b.base)
         await publisher.close(cluster.http, a.base)
+
+
+async def test_a_node_outlives_its_redis(cluster: Cluster, tmp_path: Path) -> None:
+    """Redis gone: what flows goes on, what needs the directory is refused with 503 and
+    Retry-After; Redis back (same address): the node heartbeats and serves again."""
+    a = cluster.nodes["a"]
+    http = cluster.http
+    publisher = await whip_publish(
+        http, a.base, "steady", [NumberedVideoTrack(320, 240), ToneTrack()]
+    )
+    viewer = await whep_watch(http, a.base, "steady")
+    try:
+        await wait_for(lambda: len(viewer.received.numbers) > 10, timeout=20)
+        await cluster.redis.stop()
+        before = len(viewer.received.numbers)
+        status, headers, body = await post_offer(http, f"{a.base}/whip/elsewhere")
+        assert status == 503 and "cluster-unavailable" in body, body
+        assert headers["Retry-After"] == "5"
+        await wait_for(lambda: len(viewer.received.numbers) > before + 60, timeout=20)
+        await cluster.restart_redis(tmp_path)
+        # Within a heartbeat or two the directory knows a again, and that it homes its room.
+        await wait_until_async(lambda: node_ids(cluster), ["a", "b"], timeout=15)
+        await wait_until_async(lambda: homes(cluster), {"a": ["steady"]}, timeout=15)
+        again = await whip_publish(http, a.base, "elsewhere", [NumberedVideoTrack(320, 240)])
+        await again.close(http, a.base)
+    finally:
+        await viewer.close(http, a.base)
+        await publisher.close(http, a.base)
+
+
+async def node_ids(cluster: Cluster) -> list[str]:
+    try:
+        described = await cluster.get("a", "/api/cluster")
+    except AssertionError:
+        return []  # 503 while the directory is away
+    return sorted(n["id"] for n in described["nodes"])

@@ -52,10 +52,12 @@ async def test_a_dead_nodes_rooms_go_to_the_next_claimant(redis: Redis) -> None:
     assert [n.id for n in await b.nodes()] == ["b"]
     assert await b.home("stage") is None  # homed on a dead node: nowhere
     assert await b.claim("stage", "b") == "b"
-    # a comes back: its refresh learns it lost the room and does not take it back.
+    # a comes back: its refresh learns it lost the room and does not take it back (a room
+    # nobody holds, it takes back).
     await a.heartbeat(node("a"))
-    assert await a.refresh(["stage"], "a") == 1
+    assert await a.refresh(["stage", "quiet"], "a") == 1
     assert await a.claim("stage", "a") == "b"
+    assert await a.home("quiet") == "a"
 
 
 async def test_a_homes_refresh_keeps_it_and_release_frees_it(redis: Redis) -> None:

@@ -12,7 +12,7 @@ import aiohttp
 
 from tests.conftest import free_port
 from tests.support.gateway_process import GatewayProcess, start_gateway_process
-from tests.support.redis_server import RedisServer, redis_server
+from tests.support.redis_server import RedisServer, start_redis
 
 TTL_S = 2.0
 
@@ -27,6 +27,11 @@ class Cluster:
         async with self.http.get(self.nodes[node].base + path) as response:
             assert response.status == 200, await response.text()
             return await response.json()
+
+    async def restart_redis(self, directory: Path) -> None:
+        """A new, empty redis-server on the same port (the old one stopped)."""
+        await self.redis.stop()
+        self.redis = await start_redis(directory, port=self.redis.port)
 
     async def room(self, node: str, name: str) -> dict[str, Any] | None:
         stats = await self.get(node, "/api/stats")
@@ -71,14 +76,16 @@ async def start_node(
 async def cluster_of(tmp_path: Path, variant: str = "relay") -> AsyncIterator[Cluster]:
     """Nodes a and b: "relay" (the default), "redirect" (no relays), "capped" (b serves
     one viewer at most)."""
-    async with redis_server(tmp_path) as redis, aiohttp.ClientSession() as http:
-        nodes: dict[str, GatewayProcess] = {}
-        try:
-            for name in ("a", "b"):
-                cap = 1 if variant == "capped" and name == "b" else 0
-                relay = variant != "redirect"
-                nodes[name] = await start_node(name, redis, tmp_path, relay, cap)
-            yield Cluster(redis, nodes, http)
-        finally:
-            for gateway in nodes.values():
-                await gateway.close()
+    redis = await start_redis(tmp_path)
+    cluster = Cluster(redis, {}, aiohttp.ClientSession())
+    try:
+        for name in ("a", "b"):
+            cap = 1 if variant == "capped" and name == "b" else 0
+            relay = variant != "redirect"
+            cluster.nodes[name] = await start_node(name, redis, tmp_path, relay, cap)
+        yield cluster
+    finally:
+        for gateway in cluster.nodes.values():
+            await gateway.close()
+        await cluster.http.close()
+        await cluster.redis.stop()  # the one running now (a test may have restarted it)

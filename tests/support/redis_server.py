@@ -33,8 +33,8 @@ class RedisServer:
                 await self.process.wait()
 
 
-async def start_redis(directory: Path) -> RedisServer:
-    port = free_port()
+async def start_redis(directory: Path, port: int | None = None) -> RedisServer:
+    port = port or free_port()
     process = await asyncio.create_subprocess_exec(
         REDIS_SERVER,
         "--bind", "127.0.0.1",
