@@ -10,8 +10,8 @@ node and at the edge node (bench/results/relay.json), and the stream's bitrate. 
 assumptions (a core's usable share, cores per node, NIC speed) are options and are printed.
 
 Topology: the publisher's home node feeds one relay per edge node (docs/cluster.md); edges
-serve viewers. One level of relays is what the gateway does; a second level (edges relaying
-from edges) is what a larger broadcast needs, and the model says when.
+serve viewers. Past the home's fan-out, a mid tier of nodes each takes one relay and feeds
+others (cluster.max_relays makes the gateway build that tree); the model says when.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def size(
         "one_level_max_viewers": home_fanout * per_edge,
         # What the gateway does today: one level of relays, one process (core) per node.
         "missing": [
-            *(["relays of relays"] if levels > 1 else []),
+            *(["more than two levels of relays (unsized)"] if levels > 2 else []),
             *(["worker processes"] if cores > 1 else []),
         ],
     }
@@ -133,10 +133,11 @@ def render(result: dict[str, Any]) -> str:
     lines += [
         "",
         "How to read it: *home fan-out* is how many edge relays the publisher's node can feed;",
-        "*one-level max* = home fan-out x viewers per edge, the largest broadcast the gateway's",
-        "one level of relays serves. Past it a mid tier (nodes that take one relay and feed",
-        "others) is needed: the gateway does not do that yet (an edge always pulls from the",
-        "room's home). Egress counts every viewer's and every relay's stream.",
+        "*one-level max* = home fan-out x viewers per edge, the largest broadcast one level of",
+        "relays serves. Past it a mid tier (nodes that take one relay and feed others, sized",
+        "here as feeding relays only) is needed: with `cluster.max_relays` set to the home's",
+        "fan-out, a node that needs the stream pulls it from another node's copy once the home",
+        "is at its cap (tested with three nodes). Egress counts every viewer's and relay's stream.",
         "",
         "Beside the documented figures of others (their words paraphrased, their setups",
         "differ: read the sources): mediasoup says one worker (one core, C++) typically",

@@ -194,6 +194,7 @@ class ClusterSettings:
     node_ttl_s: float = 6.0
     relay: bool = True
     relay_linger_s: float = 5.0
+    max_relays: int = 0
     key_prefix: str = "gw:"
 
 
@@ -537,6 +538,7 @@ def _validate_cluster(c: ClusterSettings) -> None:
     check(0.2 <= c.heartbeat_s <= 60, "heartbeat_s", "must be 0.2-60")
     check(c.node_ttl_s >= 2 * c.heartbeat_s, "node_ttl_s", "must be at least twice heartbeat_s")
     check(0 <= c.relay_linger_s <= 600, "relay_linger_s", "must be 0-600")
+    check(c.max_relays >= 0, "max_relays", "must not be negative (0: no cap)")
     check(
         bool(re.fullmatch(r"[A-Za-z0-9:_.-]{1,32}", c.key_prefix)),
         "key_prefix",

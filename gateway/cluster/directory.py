@@ -161,6 +161,23 @@ class Directory:
         )
         return int(lost)
 
+    def _copies_key(self, room: str) -> str:
+        return f"{self._prefix}copies:{room}"
+
+    async def add_copy(self, room: str, node_id: str) -> None:
+        """``node_id`` holds a relay copy of ``room`` (others may pull from it)."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.sadd(self._copies_key(room), node_id)
+            pipe.expire(self._copies_key(room), 86400)
+            await pipe.execute()
+
+    async def remove_copy(self, room: str, node_id: str) -> None:
+        await self._redis.srem(self._copies_key(room), node_id)
+
+    async def copies(self, room: str) -> list[str]:
+        members = await self._redis.smembers(self._copies_key(room))
+        return sorted(_text(m) for m in members)
+
     async def release(self, room: str, node_id: str) -> None:
         await self._release(keys=[self._room_key(room)], args=[node_id])
 

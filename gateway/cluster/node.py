@@ -50,6 +50,14 @@ def spare(node: NodeInfo) -> float:
     return max(0.0, cap - float(node.load.get("viewers") or 0))
 
 
+def _relay_room(node: NodeInfo) -> float:
+    """Relays a node may still feed, by its last heartbeat (inf: no cap)."""
+    cap = int(node.load.get("max_relays") or 0)
+    if not cap:
+        return float("inf")
+    return cap - float(node.load.get("relays_out") or 0)
+
+
 class ClusterNode:
     """Registers this node in the Directory every ``heartbeat_s`` with its load, keeps the
     rooms it homes alive there, and releases them (and itself) when it closes. A node that
@@ -139,6 +147,38 @@ class ClusterNode:
         if not open_nodes:
             return None
         return max(open_nodes, key=lambda n: (spare(n), -float(n.load.get("viewers") or 0)))
+
+    async def source(self, room: str, home: NodeInfo) -> NodeInfo:
+        """Where a new relay of ``room`` pulls from: its home while the home feeds fewer
+        relays than its cluster.max_relays, else the live node holding a copy of it with the
+        most room under its own cap (a relay tree), else the home anyway."""
+        if _relay_room(home) > 0:
+            return home
+        candidates: list[NodeInfo] = []
+        for node_id in await self._call(self.directory.copies(room)):
+            if node_id == self.id:
+                continue
+            node = await self._call(self.directory.node(node_id))
+            if node is not None and _relay_room(node) > 0:
+                candidates.append(node)
+        if not candidates:
+            return home
+        best: NodeInfo = max(candidates, key=_relay_room)
+        return best
+
+    async def add_copy(self, room: str) -> None:
+        await self._call(self.directory.add_copy(room, self.id))
+
+    def remove_copy_soon(self, room: str) -> None:
+        task = asyncio.ensure_future(self._remove_copy(room))
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
+
+    async def _remove_copy(self, room: str) -> None:
+        try:
+            await self.directory.remove_copy(room, self.id)
+        except (RedisError, OSError) as exc:
+            logger.warning("forgetting this node's copy of room %s: %s", room, exc)
 
     async def release(self, room: str) -> None:
         if room in self.homed:

@@ -62,7 +62,8 @@ class Relays:
         future: asyncio.Future[Room] = asyncio.get_running_loop().create_future()
         self._pulling[name] = future
         try:
-            room = await self._pull(name, home.url)
+            source = await self._node.source(name, home)
+            room = await self._pull(name, source.url)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: a lone caller must not leave it unobserved
@@ -87,6 +88,8 @@ class Relays:
             raise
         room.announce_publisher()
         self.made += 1
+        await self._node.add_copy(name)  # others may pull from this copy (a relay tree)
+        session.on_close(lambda _: self._node.remove_copy_soon(name))
         logger.info("relaying room %s from %s (%d track(s))", name, origin, len(session.publishers))
         return room
 

@@ -215,6 +215,7 @@ class Registry:
             raise not_found(f"room {room_name!r} has no publisher", "no-publisher")
         self._admit(caller)
         session = self._session(room, SUBSCRIBER, transport, owner=caller)
+        session.feeds_relay = relay
         self._track(session)
         if self.relays is not None:
             relays, viewed = self.relays, room
@@ -528,6 +529,9 @@ class Registry:
             "sessions": len(self.sessions),
             "viewers": self.viewers(),
             "max_viewers": self.config.server.max_viewers,
+            # Other nodes' relays fed from here, against cluster.max_relays.
+            "relays_out": sum(1 for s in self.sessions.values() if s.feeds_relay),
+            "max_relays": self.config.cluster.max_relays,
             "draining": self.drain.draining,
         }
 

@@ -118,6 +118,7 @@ class Session:
         self.remote_ufrag: str | None = None
         self._remote_candidates_ended = False
         self.candidates_received = 0
+        self.feeds_relay = False  # a viewer that is another cluster node's relay
         self._on_close: list[Callable[[Session], Any]] = []
         # Set by the room for its stream publisher: asked at close whether the room keeps
         # the session's tracks for a returning publisher (then they are only detached).

@@ -250,3 +250,32 @@ async def node_ids(cluster: Cluster) -> list[str]:
     except AssertionError:
         return []  # 503 while the directory is away
     return sorted(n["id"] for n in described["nodes"])
+
+
+@pytest.mark.parametrize("cluster", ["tree"], indirect=True)
+async def test_past_its_relay_cap_a_home_feeds_a_tree(cluster: Cluster) -> None:
+    """a feeds one relay at most: b pulls from a, then c pulls from b's copy."""
+    a, b, c = (cluster.nodes[n] for n in ("a", "b", "c"))
+    http = cluster.http
+    publisher = await whip_publish(
+        http, a.base, "tree", [NumberedVideoTrack(320, 240), ToneTrack()]
+    )
+    viewers = []
+    try:
+        viewers.append(await whep_watch(http, b.base, "tree"))
+        await wait_for(lambda: len(viewers[0].received.numbers) > 10, timeout=20)
+        await asyncio.sleep(1.0)  # a's heartbeat tells it feeds one relay (its cap)
+        viewers.append(await whep_watch(http, c.base, "tree"))
+        await wait_for(lambda: len(viewers[1].received.numbers) > 30, timeout=20)
+        numbers = viewers[1].received.numbers
+        assert numbers == sorted(numbers) and viewers[1].received.audio_frames > 0
+        subscribers = [await room_subscribers(cluster, n, "tree") for n in ("a", "b", "c")]
+        # a: b's relay; b: its viewer and c's relay; c: its viewer.
+        assert subscribers == [1, 2, 1], subscribers
+        described = await cluster.get("c", "/api/cluster")
+        load = {n["id"]: n["load"] for n in described["nodes"]}
+        assert (load["a"]["relays_out"], load["a"]["max_relays"]) == (1, 1), load["a"]
+    finally:
+        for viewer, node in zip(viewers, (b, c), strict=False):
+            await viewer.close(http, node.base)
+        await publisher.close(http, a.base)

@@ -39,7 +39,12 @@ class Cluster:
 
 
 def node_config(
-    node: str, port: int, redis_url: str, relay: bool = True, max_viewers: int = 0
+    node: str,
+    port: int,
+    redis_url: str,
+    relay: bool = True,
+    max_viewers: int = 0,
+    max_relays: int = 0,
 ) -> str:
     return f"""
 server:
@@ -59,30 +64,37 @@ cluster:
   node_ttl_s: {TTL_S}
   relay: {"true" if relay else "false"}
   relay_linger_s: 1
+  max_relays: {max_relays}
 """
 
 
 async def start_node(
-    name: str, redis: RedisServer, directory: Path, relay: bool = True, max_viewers: int = 0
+    name: str,
+    redis: RedisServer,
+    directory: Path,
+    relay: bool = True,
+    max_viewers: int = 0,
+    max_relays: int = 0,
 ) -> GatewayProcess:
     port = free_port()
     where = directory / name
     where.mkdir()
-    config = node_config(name, port, redis.url, relay, max_viewers)
+    config = node_config(name, port, redis.url, relay, max_viewers, max_relays)
     return await start_gateway_process(config, where, port=port)
 
 
 @contextlib.asynccontextmanager
 async def cluster_of(tmp_path: Path, variant: str = "relay") -> AsyncIterator[Cluster]:
     """Nodes a and b: "relay" (the default), "redirect" (no relays), "capped" (b serves
-    one viewer at most)."""
+    one viewer at most); or a, b and c: "tree" (a feeds one relay at most)."""
     redis = await start_redis(tmp_path)
     cluster = Cluster(redis, {}, aiohttp.ClientSession())
     try:
-        for name in ("a", "b"):
+        for name in ("a", "b", "c") if variant == "tree" else ("a", "b"):
             cap = 1 if variant == "capped" and name == "b" else 0
+            relays = 1 if variant == "tree" and name == "a" else 0
             relay = variant != "redirect"
-            cluster.nodes[name] = await start_node(name, redis, tmp_path, relay, cap)
+            cluster.nodes[name] = await start_node(name, redis, tmp_path, relay, cap, relays)
         yield cluster
     finally:
         for gateway in cluster.nodes.values():
