@@ -568,6 +568,7 @@ def test_a_cluster_node_loads(tmp_path: Path) -> None:
         ("  heartbeat_s: 5\n  node_ttl_s: 6\n", "cluster.node_ttl_s"),
         ("  relay_linger_s: -1\n", "cluster.relay_linger_s"),
         ("  key_prefix: 'a b'\n", "cluster.key_prefix"),
+        ("  max_relays: -1\n", "cluster.max_relays"),
     ],
 )
 def test_cluster_settings_are_checked(tmp_path: Path, extra: str, key: str) -> None:
@@ -580,3 +581,7 @@ def test_cluster_settings_are_checked(tmp_path: Path, extra: str, key: str) -> N
 
 def test_no_cluster_needs_no_redis(tmp_path: Path) -> None:
     assert load(write(tmp_path, "cluster:\n  advertise_url: nonsense\n"), environ={})
+
+
+def test_a_negative_viewer_cap_is_refused(tmp_path: Path) -> None:
+    assert error_of(tmp_path, "server:\n  max_viewers: -1\n").startswith("server.max_viewers")
