@@ -27,10 +27,10 @@ return ARGV[1]
 
 # KEYS: room keys; ARGV[1] this node, ARGV[2] the TTL in ms. Keeps the ones still ours
 # alive, takes back the ones nobody has (a Redis restarted empty, or a key that expired
-# while Redis was slow), and returns how many another node has (taken over while this
+# while Redis was slow), and returns the keys another node has (taken over while this
 # node looked dead).
 _REFRESH = """
-local lost = 0
+local lost = {}
 for _, key in ipairs(KEYS) do
   local current = redis.call('GET', key)
   if current == ARGV[1] then
@@ -38,7 +38,7 @@ for _, key in ipairs(KEYS) do
   elseif not current then
     redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
   else
-    lost = lost + 1
+    table.insert(lost, key)
   end
 end
 return lost
@@ -151,15 +151,16 @@ class Directory:
         home = _text(node_id)
         return home if await self._redis.exists(self._node_key(home)) else None
 
-    async def refresh(self, rooms: list[str], node_id: str) -> int:
-        """Renews this node's rooms (and takes back the ones nobody holds); returns how
-        many another node holds now."""
+    async def refresh(self, rooms: list[str], node_id: str) -> list[str]:
+        """Renews this node's rooms (and takes back the ones nobody holds); returns the
+        ones another node holds now."""
         if not rooms:
-            return 0
+            return []
         lost = await self._refresh(
             keys=[self._room_key(room) for room in rooms], args=[node_id, self._ttl_ms]
         )
-        return int(lost)
+        prefix = self._room_key("")
+        return [_text(key)[len(prefix) :] for key in lost]
 
     def _copies_key(self, room: str) -> str:
         return f"{self._prefix}copies:{room}"

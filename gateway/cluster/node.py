@@ -80,6 +80,8 @@ class ClusterNode:
         self.heartbeats = 0
         self.heartbeat_errors = 0
         self.rooms_lost = 0
+        # Told of each room another node took over (the registry ends it here).
+        self.on_lost: Callable[[str], None] | None = None
 
     def info(self) -> NodeInfo:
         return NodeInfo(self.id, self.url, self.started_at, time.time(), self._load())
@@ -111,9 +113,14 @@ class ClusterNode:
                 if self.heartbeat_errors == 1 or self.heartbeat_errors % 30 == 0:
                     logger.warning("cluster heartbeat failed (%d): %s", self.heartbeat_errors, exc)
                 continue
-            if lost:
-                self.rooms_lost += lost
-                logger.warning("%d room(s) were re-homed while this node looked dead", lost)
+            for room in lost:
+                # Taken over while this node looked dead: one home only, so this node's
+                # copy of it ends (its clients reconnect, and are sent to the new home).
+                self.rooms_lost += 1
+                self.homed.discard(room)
+                logger.warning("room %s was re-homed while this node looked dead", room)
+                if self.on_lost is not None:
+                    self.on_lost(room)
 
     async def claim(self, room: str) -> None:
         """Make this node ``room``'s home, or raise RoomElsewhere with the node that is."""

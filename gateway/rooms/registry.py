@@ -72,6 +72,16 @@ class Registry:
             self.config, node, lambda name: self.get_or_create_room(name, copy=True), self._track
         )
         self.on_release.append(lambda room: node.release_soon(room.name))
+        node.on_lost = self._room_moved
+
+    def _room_moved(self, name: str) -> None:
+        """Another node is ``name``'s home now: what this node has of it ends."""
+        room = self.rooms.get(name)
+        if room is None or room.copy:
+            return
+        for session in list(self.sessions.values()):
+            if session.room is room and session.role in (PUBLISHER, PARTICIPANT):
+                session.close_soon("room-moved")
 
     def room(self, name: str) -> Room | None:
         return self.rooms.get(check_room_name(name))

@@ -25,8 +25,8 @@ ROOM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 EventListener = Callable[[dict[str, Any]], None]
 
 # Publisher ends after which its tracks are not kept for a return: it never went live
-# (rejected), or the gateway itself is going away.
-NOT_HELD = frozenset({"rejected", "shutdown"})
+# (rejected), the gateway itself is going away, or the room is another node's now.
+NOT_HELD = frozenset({"rejected", "shutdown", "room-moved"})
 
 
 @dataclass

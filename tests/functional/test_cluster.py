@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from redis.asyncio import Redis
 
 from tests.support.cluster_nodes import TTL_S, Cluster, cluster_of
 from tests.support.killable_publisher import PublisherProcess
@@ -279,3 +280,28 @@ async def test_past_its_relay_cap_a_home_feeds_a_tree(cluster: Cluster) -> None:
         for viewer, node in zip(viewers, (b, c), strict=False):
             await viewer.close(http, node.base)
         await publisher.close(http, a.base)
+
+
+async def test_a_node_that_lost_a_room_ends_its_copy_of_it(cluster: Cluster) -> None:
+    """Two homes must not last: a node finding its room homed elsewhere (it was taken for
+    dead meanwhile) ends its publisher there, and its watchers are told why."""
+    a = cluster.nodes["a"]
+    watcher = await WsClient.connect(cluster.http, a.base)
+    await watcher.send({"type": "watch", "room": "moved"})
+    publisher = await whip_publish(
+        cluster.http, a.base, "moved", [NumberedVideoTrack(320, 240), ToneTrack()]
+    )
+    try:
+        await watcher.next("publisher-joined", timeout=10)
+        redis = Redis.from_url(cluster.redis.url)
+        try:
+            await redis.set("gw:room:moved", "b")  # b took it while a looked dead
+        finally:
+            await redis.aclose()
+        left = await watcher.next("publisher-left", timeout=10)
+        assert left["reason"] == "room-moved", left
+        described = await cluster.get("a", "/api/cluster")
+        assert described["rooms_lost"] == 1
+    finally:
+        await watcher.close()
+        await publisher.close(cluster.http, a.base)

@@ -55,7 +55,7 @@ async def test_a_dead_nodes_rooms_go_to_the_next_claimant(redis: Redis) -> None:
     # a comes back: its refresh learns it lost the room and does not take it back (a room
     # nobody holds, it takes back).
     await a.heartbeat(node("a"))
-    assert await a.refresh(["stage", "quiet"], "a") == 1
+    assert await a.refresh(["stage", "quiet"], "a") == ["stage"]
     assert await a.claim("stage", "a") == "b"
     assert await a.home("quiet") == "a"
 
@@ -65,7 +65,7 @@ async def test_a_homes_refresh_keeps_it_and_release_frees_it(redis: Redis) -> No
     for _ in range(4):
         await a.heartbeat(node("a"))
         assert await a.claim("stage", "a") == "a"
-        assert await a.refresh(["stage"], "a") == 0
+        assert await a.refresh(["stage"], "a") == []
         await asyncio.sleep(TTL_S / 2)
     assert await a.home("stage") == "a"
     b = Directory(redis, "t:", TTL_S)
