@@ -7,7 +7,7 @@ import logging
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from redis.asyncio import Redis
@@ -155,10 +155,11 @@ class ClusterNode:
             return None
         return max(open_nodes, key=lambda n: (spare(n), -float(n.load.get("viewers") or 0)))
 
-    async def source(self, room: str, home: NodeInfo) -> NodeInfo:
+    async def source(self, room: str, home: NodeInfo, exclude: Collection[str] = ()) -> NodeInfo:
         """Where a new relay of ``room`` pulls from: its home while the home feeds fewer
         relays than its cluster.max_relays, else the live node holding a copy of it with the
-        most room under its own cap (a relay tree), else the home anyway."""
+        most room under its own cap (a relay tree), else the home anyway. ``exclude``:
+        base URLs not to use (a source that was just lost)."""
         if _relay_room(home) > 0:
             return home
         candidates: list[NodeInfo] = []
@@ -166,7 +167,7 @@ class ClusterNode:
             if node_id == self.id:
                 continue
             node = await self._call(self.directory.node(node_id))
-            if node is not None and _relay_room(node) > 0:
+            if node is not None and _relay_room(node) > 0 and node.url not in exclude:
                 candidates.append(node)
         if not candidates:
             return home

@@ -45,8 +45,11 @@ class Relays:
         self._http: aiohttp.ClientSession | None = None
         self._pulling: dict[str, asyncio.Future[Room]] = {}
         self._lingering: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
         self.made = 0
         self.failed = 0
+        self.replaced = 0  # relays that took over a lost one's tracks and viewers
 
     async def copy(self, name: str) -> Room | None:
         """A local room carrying ``name``'s stream from its home node, or None when no other
@@ -78,9 +81,12 @@ class Relays:
         room = self._room_for(name)
         session = RelaySession(room, RELAY, self._config, RELAY, owner=self._principal())
         self._track(session)
+        held = room.held
         try:
-            room.claim_publisher(session)
-            session.hold_tracks = None  # a lost relay ends here; the home node keeps the stream
+            # A relay that replaces a lost one takes its tracks over (the room kept them,
+            # with their viewers): the same kinds and codecs are expected from the source.
+            planned = [(p.kind, p.codec) for p in held.tracks] if held is not None else None
+            room.claim_publisher(session, planned)
             await session.pull(self._client(), origin, self._token(name), self._node.id)
         except BaseException:
             self.failed += 1
@@ -88,10 +94,45 @@ class Relays:
             raise
         room.announce_publisher()
         self.made += 1
+        if held is not None:
+            self.replaced += 1
         await self._node.add_copy(name)  # others may pull from this copy (a relay tree)
-        session.on_close(lambda _: self._node.remove_copy_soon(name))
+        session.on_close(lambda closed: self._relay_closed(name, closed))
         logger.info("relaying room %s from %s (%d track(s))", name, origin, len(session.publishers))
         return room
+
+    def _relay_closed(self, name: str, session: Session) -> None:
+        self._node.remove_copy_soon(name)
+        room = session.room
+        if room.held is None or self._closed:
+            return  # nobody watched it here (or this node is closing): it just ends
+        # Its source is gone (a node died, a link broke) while viewers here watch: the
+        # room keeps its tracks (rooms.publisher_grace_s) and a new relay takes them over.
+        lost = session.origin if isinstance(session, RelaySession) else ""
+        task = asyncio.ensure_future(self._repull(name, room, lost))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _repull(self, name: str, room: Room, lost: str) -> None:
+        delay = 0.5
+        while room.held is not None and not self._closed:
+            try:
+                home = await self._node.home(name)
+                if home is None:
+                    # Its home died too: nothing to pull from. Viewers here are told now
+                    # (publisher-lost); a publisher back anywhere re-homes the room.
+                    room.end_kept()
+                    return
+                source = await self._node.source(name, home, exclude={lost})
+                await self._pull(name, source.url)
+                logger.info(
+                    "room %s: relay from %s replaced by one from %s", name, lost, source.url
+                )
+                return
+            except GatewayError as exc:
+                logger.warning("room %s: replacing its relay failed: %s", name, exc.message)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     def viewer_left(self, room: Room) -> None:
         """A viewer of ``room`` closed: once none is left for relay_linger_s, the relay ends."""
@@ -139,9 +180,19 @@ class Relays:
         return self._http
 
     def stats(self) -> dict[str, Any]:
-        return {"made": self.made, "failed": self.failed, "lingering": len(self._lingering)}
+        return {
+            "made": self.made,
+            "failed": self.failed,
+            "replaced": self.replaced,
+            "lingering": len(self._lingering),
+        }
 
     async def close(self) -> None:
+        self._closed = True
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         for timer in self._lingering.values():
             timer.cancel()
         self._lingering.clear()

@@ -318,6 +318,10 @@ class Room:
         )
         return tracks
 
+    def end_kept(self) -> None:
+        """End a kept stream now, not after its grace (nothing will take it over)."""
+        self._grace_over()
+
     def release(self) -> None:
         """The gateway closes: a kept stream ends without waiting out its grace."""
         held = self.held

@@ -305,3 +305,42 @@ async def test_a_node_that_lost_a_room_ends_its_copy_of_it(cluster: Cluster) -> 
     finally:
         await watcher.close()
         await publisher.close(cluster.http, a.base)
+
+
+@pytest.mark.parametrize("cluster", ["tree"], indirect=True)
+async def test_a_relay_whose_source_dies_is_replaced_under_its_viewers(
+    cluster: Cluster,
+) -> None:
+    """c pulls from b's copy (a is at its relay cap); b dies: c's relay goes quiet, the room
+    at c keeps its tracks, and a new relay from a takes them over: c's viewer keeps its
+    peer connection and its frames go on."""
+    a, b, c = (cluster.nodes[n] for n in ("a", "b", "c"))
+    http = cluster.http
+    publisher = await whip_publish(
+        http, a.base, "sturdy", [NumberedVideoTrack(320, 240), ToneTrack()]
+    )
+    at_b = await whep_watch(http, b.base, "sturdy")
+    at_c = None
+    try:
+        await wait_for(lambda: len(at_b.received.numbers) > 10, timeout=20)
+        await asyncio.sleep(1.0)  # a's heartbeat: it feeds one relay, its cap
+        at_c = await whep_watch(http, c.base, "sturdy")
+        await wait_for(lambda: len(at_c.received.numbers) > 15, timeout=20)
+        assert await room_subscribers(cluster, "b", "sturdy") == 2  # c pulls from b
+        b.kill()
+        await b.process.wait()
+        seen = len(at_c.received.numbers)
+        # Liveness (3 s) notices, a new relay from a takes the tracks over.
+        await wait_for(lambda: len(at_c.received.numbers) > seen + 30, timeout=30)
+        assert at_c.pc.connectionState == "connected"
+        numbers = at_c.received.numbers
+        assert numbers == sorted(numbers), "frames out of order across the new relay"
+        stats_c = await cluster.get("c", "/api/stats")
+        assert stats_c["cluster"]["relays"]["replaced"] == 1, stats_c["cluster"]
+        room_c = next(r for r in stats_c["rooms"] if r["room"] == "sturdy")
+        assert room_c["takeovers"] == 1 and room_c["subscribers"] == 1
+    finally:
+        await at_b.close()
+        if at_c is not None:
+            await at_c.close(http, c.base)
+        await publisher.close(http, a.base)
