@@ -3,41 +3,17 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Self
 
 from ..errors import GatewayError
 
 PROTOCOL_VERSION = 2
 
-# Required fields and their types, per client message type.
-_SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "publish": {"room": str, "sdp": str},
-    "subscribe": {"room": str, "sdp": str},
-    "candidate": {"session": str},
-    "leave": {"session": str},
-    "watch": {"room": str},
-    "unwatch": {"room": str},
-    "ping": {},
-    # An access token for this socket (docs/security.md), first or to refresh it.
-    "auth": {"token": str},
-    # Recording a room (see docs/protocol.md); events go to the room's watchers.
-    "record-start": {"room": str},
-    "record-stop": {"room": str},
-    # Rooms of participants: one peer connection each, renegotiated by its offers.
-    "join": {"room": str, "name": str},
-    "offer": {"sdp": str},
-    "unpublish": {"track": str},
-    "mute": {"track": str, "muted": bool},
-    "chat": {"text": str},
-    "resume": {"session": str, "token": str},
-    "signal": {"to": str},
-    # Processing (docs/processors.md): switch what a session receives to another pipeline
-    # (or back to the unprocessed track, "pipeline": null), and change a live rendition's
-    # parameters.
-    "pipeline": {},
-    "pipeline-update": {"rendition": str, "stage": str},
-}
+# What a client may put in 'id': echoed on every reply and error about that request.
+RequestId = str | int | None
+# Required fields and their types (an alias: in the message classes `type` is their name).
+Required = dict[str, type]
 
 
 class ProtocolError(GatewayError):
@@ -46,17 +22,345 @@ class ProtocolError(GatewayError):
         self.request_id = request_id
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class Message:
-    type: str
-    fields: dict[str, Any]
-    request_id: Any
+    """A checked client message: each subclass is one `type`, with its fields typed."""
+
+    type: ClassVar[str]
+    required: ClassVar[Required] = {}
+
+    request_id: RequestId = None
+    # The object as it came, unknown fields included; handlers read the typed fields.
+    fields: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __getitem__(self, key: str) -> Any:
         return self.fields[key]
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.fields.get(key, default)
+
+    @classmethod
+    def build(cls, data: dict[str, Any], request_id: RequestId) -> Self:
+        """The message from an object whose `required` fields are already checked; raises
+        ProtocolError for a bad optional field."""
+        return cls(request_id=request_id, fields=data)
+
+
+@dataclass(frozen=True)
+class CandidateInit:
+    """A trickled remote candidate, as RTCIceCandidateInit names it."""
+
+    candidate: str
+    sdp_mid: str | None = None
+    sdp_mline_index: int | None = None
+
+
+@dataclass(frozen=True)
+class Publish(Message):
+    type = "publish"
+    required = {"room": str, "sdp": str}
+
+    room: str
+    sdp: str
+    pipeline: str | None = None
+
+    @classmethod
+    def build(cls, data: dict[str, Any], request_id: RequestId) -> Self:
+        pipeline = _pipeline(data, request_id)
+        return cls(data["room"], data["sdp"], pipeline, request_id=request_id, fields=data)
+
+
+@dataclass(frozen=True)
+class Subscribe(Message):
+    type = "subscribe"
+    required = {"room": str, "sdp": str}
+
+    room: str
+    sdp: str
+    pipeline: str | None = None
+
+    @classmethod
+    def build(cls, data: dict[str, Any], request_id: RequestId) -> Self:
+        pipeline = _pipeline(data, request_id)
+        return cls(data["room"], data["sdp"], pipeline, request_id=request_id, fields=data)
+
+
+@dataclass(frozen=True)
+class Candidate(Message):
+    type = "candidate"
+    required = {"session": str}
+
+    session: str
+    candidate: CandidateInit | None = None  # None: end of candidates
+
+    @classmethod
+    def build(cls, data: dict[str, Any], request_id: RequestId) -> Self:
+        candidate = _candidate(data.get("candidate"), request_id)
+        return cls(data["session"], candidate, request_id=request_id, fields=data)
+
+
+@dataclass(frozen=True)
+class Leave(Message):
+    type = "leave"
+    required = {"session": str}
+
+    session: str
+
+    @classmethod
+    def build(cls, data: dict[str, Any], request_id: RequestId) -> Self:
+        return cls(data["session"], request_id=request_id, fields=data)
+
+
+@dataclass(frozen=True)
+class Watch(Message):
+    type = "watch"
+    required = {"room": str}
+
+    room: str
+
+    @classmethod
+    def build(cls, data: dict[str, Any], request_id: RequestId) -> Self:
+        return cls(data["room"], request_id=request_id, fields=data)
+
+
+@dataclass(frozen=True)
+class Unwatch(Message):
+    type = "unwatch"
+    required = {"room": str}
+
+    room: str
+
+    @classmethod
+    def build(cls, data: dict[str, Any], request_id: RequestId) -> Self:
+        return cls(data["room"], request_id=request_id, fields=data)
+
+
+@dataclass(frozen=True)
+class Ping(Message):
+    type = "ping"
+
+
+@dataclass(frozen=True)
+class Auth(Message):
+    """An access token for this socket (docs/security.md), first or to refresh it."""
+
+    type = "auth"
+    required = {"token": str}
+
+    token: str
+
+    @classmethod
+    def build(cls, data: dict[str, Any], request_id: RequestId) -> Self:
+        return cls(data["token"], request_id=request_id, fields=data)
+
+
+@dataclass(frozen=True)
+class RecordStart(Message):
+    """Recording a room (see docs/protocol.md); events go to the room's watchers."""
+
+    type = "record-start"
+    required = {"room": str}
+
+    room: str
+    pipeline: str | None = None
+
+    @classmethod
+    def build(cls, data: dict[str, Any], request_id: RequestId) -> Self:
+        pipeline = _pipeline(data, request_id)
+        return cls(data["room"], pipeline, request_id=request_id, fields=data)
+
+
+@dataclass(frozen=True)
+class RecordStop(Message):
+    type = "record-stop"
+    required = {"room": str}
+
+    room: str
+
+    @classmethod
+    def build(cls, data: dict[str, Any], request_id: RequestId) -> Self:
+        return cls(data["room"], request_id=request_id, fields=data)
+
+
+@dataclass(frozen=True)
+class Join(Message):
+    """Rooms of participants: one peer connection each, renegotiated by its offers."""
+
+    type = "join"
+    required = {"room": str, "name": str}
+
+    room: str
+    name: str
+    mode: str | None = None
+
+    @classmethod
+    def build(cls, data: dict[str, Any], request_id: RequestId) -> Self:
+        mode = data.get("mode")
+        if mode is not None and not isinstance(mode, str):
+            raise ProtocolError("invalid-message", "'mode' must be a string", request_id)
+        return cls(data["room"], data["name"], mode, request_id=request_id, fields=data)
+
+
+@dataclass(frozen=True)
+class Offer(Message):
+    type = "offer"
+    required = {"sdp": str}
+
+    sdp: str
+    # Per mid: the source it publishes, the track it receives, the pipeline for that track.
+    publish: dict[str, str] = field(default_factory=dict)
+    subscribe: dict[str, str] = field(default_factory=dict)
+    pipelines: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, data: dict[str, Any], request_id: RequestId) -> Self:
+        publish, subscribe, pipelines = (
+            _mid_map(data, key, request_id) for key in ("publish", "subscribe", "pipelines")
+        )
+        return cls(data["sdp"], publish, subscribe, pipelines, request_id=request_id, fields=data)
+
+
+@dataclass(frozen=True)
+class Unpublish(Message):
+    type = "unpublish"
+    required = {"track": str}
+
+    track: str
+
+    @classmethod
+    def build(cls, data: dict[str, Any], request_id: RequestId) -> Self:
+        return cls(data["track"], request_id=request_id, fields=data)
+
+
+@dataclass(frozen=True)
+class Mute(Message):
+    type = "mute"
+    required = {"track": str, "muted": bool}
+
+    track: str
+    muted: bool
+
+    @classmethod
+    def build(cls, data: dict[str, Any], request_id: RequestId) -> Self:
+        return cls(data["track"], data["muted"], request_id=request_id, fields=data)
+
+
+@dataclass(frozen=True)
+class Chat(Message):
+    type = "chat"
+    required = {"text": str}
+
+    text: str
+    to: str | None = None  # a participant's public id; None: the whole room
+
+    @classmethod
+    def build(cls, data: dict[str, Any], request_id: RequestId) -> Self:
+        to = data.get("to")
+        if to is not None and not isinstance(to, str):
+            raise ProtocolError("invalid-message", "'to' must be a participant id", request_id)
+        return cls(data["text"], to, request_id=request_id, fields=data)
+
+
+@dataclass(frozen=True)
+class Resume(Message):
+    type = "resume"
+    required = {"session": str, "token": str}
+
+    session: str
+    token: str
+
+    @classmethod
+    def build(cls, data: dict[str, Any], request_id: RequestId) -> Self:
+        return cls(data["session"], data["token"], request_id=request_id, fields=data)
+
+
+@dataclass(frozen=True)
+class Signal(Message):
+    type = "signal"
+    required = {"to": str}
+
+    to: str
+    data: Any = None  # relayed as it is: the peers' own offers, answers and candidates
+
+    @classmethod
+    def build(cls, data: dict[str, Any], request_id: RequestId) -> Self:
+        return cls(data["to"], data.get("data"), request_id=request_id, fields=data)
+
+
+@dataclass(frozen=True)
+class Pipeline(Message):
+    """Processing (docs/processors.md): switch what a session receives to another pipeline,
+    or back to the unprocessed track ("pipeline": null)."""
+
+    type = "pipeline"
+
+    pipeline: str | None = None
+    session: str | None = None  # None: this socket's participant
+    mid: str | None = None  # None: every received track of the pipeline's kind
+
+    @classmethod
+    def build(cls, data: dict[str, Any], request_id: RequestId) -> Self:
+        pipeline = _pipeline(data, request_id)
+        for key in ("session", "mid"):
+            if not isinstance(data.get(key), str | None):
+                raise ProtocolError("invalid-message", f"{key!r} must be a string", request_id)
+        return cls(
+            pipeline, data.get("session"), data.get("mid"), request_id=request_id, fields=data
+        )
+
+
+@dataclass(frozen=True)
+class PipelineUpdate(Message):
+    """Processing: change a live rendition's parameters."""
+
+    type = "pipeline-update"
+    required = {"rendition": str, "stage": str}
+
+    rendition: str
+    stage: str
+    params: dict[str, Any] = field(default_factory=dict)
+    enable: bool = False  # turns a stage disabled after failures back on
+
+    @classmethod
+    def build(cls, data: dict[str, Any], request_id: RequestId) -> Self:
+        params, enable = data.get("params", {}), data.get("enable", False)
+        if not isinstance(params, dict) or not isinstance(enable, bool):
+            raise ProtocolError(
+                "invalid-message",
+                "'pipeline-update' takes 'params' (an object) and 'enable' (true or false)",
+                request_id,
+            )
+        return cls(
+            data["rendition"], data["stage"], params, enable, request_id=request_id, fields=data
+        )
+
+
+TYPES: dict[str, type[Message]] = {
+    cls.type: cls
+    for cls in (
+        Publish,
+        Subscribe,
+        Candidate,
+        Leave,
+        Watch,
+        Unwatch,
+        Ping,
+        Auth,
+        RecordStart,
+        RecordStop,
+        Join,
+        Offer,
+        Unpublish,
+        Mute,
+        Chat,
+        Resume,
+        Signal,
+        Pipeline,
+        PipelineUpdate,
+    )
+}
+# Required fields per type: the fuzz tests build messages from it.
+_SCHEMA: dict[str, Required] = {kind: cls.required for kind, cls in TYPES.items()}
 
 
 def parse(text: str) -> Message:
@@ -76,54 +380,44 @@ def parse(text: str) -> Message:
     kind = data.get("type")
     if not isinstance(kind, str):
         raise ProtocolError("invalid-message", "a message needs a string 'type'", request_id)
-    schema = _SCHEMA.get(kind)
-    if schema is None:
+    cls = TYPES.get(kind)
+    if cls is None:
         raise ProtocolError(
-            "unknown-type", f"unknown message type {kind!r}; known: {sorted(_SCHEMA)}", request_id
+            "unknown-type", f"unknown message type {kind!r}; known: {sorted(TYPES)}", request_id
         )
-    for key, expected in schema.items():
+    for key, expected in cls.required.items():
         if not isinstance(data.get(key), expected):
             wanted = "true or false" if expected is bool else "a string"
             raise ProtocolError("invalid-message", f"{kind!r} needs {wanted} {key!r}", request_id)
-    if kind == "candidate":
-        _check_candidate(data.get("candidate"), request_id)
-    if kind in ("publish", "subscribe", "pipeline", "record-start") and not isinstance(
-        data.get("pipeline"), str | type(None)
-    ):
+    return cls.build(data, request_id)
+
+
+def _pipeline(data: dict[str, Any], request_id: RequestId) -> str | None:
+    pipeline = data.get("pipeline")
+    if not isinstance(pipeline, str | None):
         raise ProtocolError("invalid-message", "'pipeline' must be a name or null", request_id)
-    if kind == "pipeline":
-        for key in ("session", "mid"):
-            if not isinstance(data.get(key), str | type(None)):
-                raise ProtocolError("invalid-message", f"{key!r} must be a string", request_id)
-    if kind == "pipeline-update":
-        if not isinstance(data.get("params", {}), dict) or not isinstance(
-            data.get("enable", False), bool
-        ):
-            raise ProtocolError(
-                "invalid-message",
-                "'pipeline-update' takes 'params' (an object) and 'enable' (true or false)",
-                request_id,
-            )
-    if kind == "offer":
-        for key in ("publish", "subscribe", "pipelines"):
-            mapping = data.get(key, {})
-            if not isinstance(mapping, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()
-            ):
-                raise ProtocolError(
-                    "invalid-message", f"'offer' {key!r} must map mids to strings", request_id
-                )
-    return Message(kind, data, request_id)
+    return pipeline
 
 
-def _check_candidate(candidate: Any, request_id: Any) -> None:
+def _mid_map(data: dict[str, Any], key: str, request_id: RequestId) -> dict[str, str]:
+    mapping = data.get(key, {})
+    if not isinstance(mapping, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()
+    ):
+        raise ProtocolError(
+            "invalid-message", f"'offer' {key!r} must map mids to strings", request_id
+        )
+    return mapping
+
+
+def _candidate(candidate: Any, request_id: RequestId) -> CandidateInit | None:
     if candidate is None:
-        return
+        return None
     ok = (
         isinstance(candidate, dict)
         and isinstance(candidate.get("candidate"), str)
-        and isinstance(candidate.get("sdpMid"), str | type(None))
-        and isinstance(candidate.get("sdpMLineIndex"), int | type(None))
+        and isinstance(candidate.get("sdpMid"), str | None)
+        and isinstance(candidate.get("sdpMLineIndex"), int | None)
         and not isinstance(candidate.get("sdpMLineIndex"), bool)
     )
     if not ok:
@@ -132,6 +426,9 @@ def _check_candidate(candidate: Any, request_id: Any) -> None:
             "'candidate' must be null or {candidate: string, sdpMid?: string, sdpMLineIndex?: int}",
             request_id,
         )
+    return CandidateInit(
+        candidate["candidate"], candidate.get("sdpMid"), candidate.get("sdpMLineIndex")
+    )
 
 
 def error(exc: GatewayError, request_id: Any = None) -> dict[str, Any]:

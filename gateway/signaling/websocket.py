@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -16,6 +17,7 @@ from ..auth.signed_urls import UrlSigner
 from ..auth.tokens import unauthorized
 from ..errors import GatewayError, bad_request
 from ..limits.buckets import RateLimit
+from ..media.publisher import Publisher
 from ..recording.api import RECORDINGS, URL_SIGNER, describe_recorder
 from ..recording.controller import RecordingController
 from ..rooms.policy import Request
@@ -92,14 +94,10 @@ class Channel:
                 )
             message = messages.parse(text)
             request_id = message.request_id
-            if message.type == "auth":
-                await self._auth(message)
-            elif message.type == "ping":  # before `auth` too: it only says the socket is alive
-                self.send({"type": "pong", "id": message.request_id})
-            elif self.caller is None:
+            # `ping` before `auth` too: it only says the socket is alive.
+            if self.caller is None and not isinstance(message, messages.Auth | messages.Ping):
                 raise unauthorized("send an `auth` message with a token first", "token-required")
-            else:
-                await self._dispatch(message)
+            await _HANDLERS[type(message)](self, message)
         except messages.ProtocolError as exc:
             self.send(messages.error(exc, exc.request_id))
         except GatewayError as exc:
@@ -115,10 +113,16 @@ class Channel:
         assert self.caller is not None
         return self.caller.principal
 
-    async def _auth(self, message: messages.Message) -> None:
+    @property
+    def _caller(self) -> Caller:
+        """Who acts: set for every message but `auth` and `ping` (see handle)."""
+        assert self.caller is not None
+        return self.caller
+
+    async def _auth(self, message: messages.Auth) -> None:
         """A token for this socket (first, or a fresh one before the old expires)."""
         policy = self.registry.policy
-        principal = await policy.authenticate(message["token"])
+        principal = await policy.authenticate(message.token)
         if self.caller is not None and principal.identity != self.principal.identity:
             if self.sessions:
                 raise GatewayError(
@@ -140,6 +144,9 @@ class Channel:
             }
         )
 
+    async def _ping(self, message: messages.Ping) -> None:
+        self.send({"type": "pong", "id": message.request_id})
+
     def _ice_servers(self) -> list[dict[str, object]]:
         if self.caller is None:
             return []
@@ -148,74 +155,36 @@ class Channel:
     def _check(self, action: str, room: str, **narrowing: Any) -> None:
         self.registry.policy.check(Request(action, room, "ws", self.principal, **narrowing))
 
-    async def _dispatch(self, message: messages.Message) -> None:
-        assert self.caller is not None
-        kind = message.type
-        if kind in ("publish", "subscribe"):
-            await self._negotiate(message)
-        elif kind == "candidate":
-            session = self._own(message["session"])
-            self._check("session", session.room.name, owner=session.owner.identity)
-            candidate = message.get("candidate")
-            if candidate is None:
-                await session.add_candidate(None)
-            else:
-                await session.add_candidate(
-                    candidate["candidate"], candidate.get("sdpMid"), candidate.get("sdpMLineIndex")
-                )
-        elif kind == "leave":
-            session = self._own(message["session"])
-            await session.close("left")
-        elif kind == "watch":
-            await self._watch(message["room"])
-        elif kind == "join":
-            await self._join(message)
-        elif kind == "resume":
-            self._resume(message)
-        elif kind == "offer":
-            await self._offer(message)
-        elif kind in ("unpublish", "mute"):
-            self._change_track(message)
-        elif kind == "chat":
-            to = message.get("to")
-            if to is not None and not isinstance(to, str):
-                raise bad_request("'to' must be a participant id", "invalid-message")
-            self.registry.chat(self._joined(), message["text"], to, self.caller)
-        elif kind == "signal":
-            session = self._joined()
-            self._check("join", session.room.name)
-            session.room.relay(session, message["to"], message.get("data"))
-        elif kind in ("record-start", "record-stop"):
-            await self._record(message)
-        elif kind == "pipeline":
-            self._switch_pipeline(message)
-        elif kind == "pipeline-update":
-            target = self.registry.renditions.get(message["rendition"])
-            self._check("control", target.room)
-            result = await self.registry.renditions.update(
-                message["rendition"],
-                message["stage"],
-                message.get("params", {}),
-                message.get("enable", False),
-            )
-            self.send({"type": "pipeline-updated", "id": message.request_id, **result})
-        elif kind == "unwatch":
-            if message["room"] in self.watching:
-                self.watching.discard(message["room"])
-                await self.registry.unwatch(message["room"], self.send)
+    async def _publish(self, message: messages.Publish) -> None:
+        # A 'pipeline' is checked (see messages) but a publisher's tracks go out unprocessed.
+        session, answer = await self.registry.publish(message.room, message.sdp, "ws", self._caller)
+        self._opened(session, answer, message.request_id)
 
-    async def _negotiate(self, message: messages.Message) -> None:
-        room = message["room"]
-        assert self.caller is not None
-        if message.type == "publish":
-            session, answer = await self.registry.publish(room, message["sdp"], "ws", self.caller)
-        else:
-            session, answer = await self.registry.subscribe(
-                room, message["sdp"], "ws", self.caller, pipeline=message.get("pipeline")
-            )
+    async def _subscribe(self, message: messages.Subscribe) -> None:
+        session, answer = await self.registry.subscribe(
+            message.room, message.sdp, "ws", self._caller, pipeline=message.pipeline
+        )
+        self._opened(session, answer, message.request_id)
+
+    def _opened(self, session: Session, answer: str, request_id: Any) -> None:
         self.sessions[session.id] = session
         session.on_close(self._session_closed)
-        self._send_answer(session, answer, message.request_id)
+        self._send_answer(session, answer, request_id)
+
+    async def _candidate(self, message: messages.Candidate) -> None:
+        session = self._own(message.session)
+        self._check("session", session.room.name, owner=session.owner.identity)
+        candidate = message.candidate
+        if candidate is None:
+            await session.add_candidate(None)
+        else:
+            await session.add_candidate(
+                candidate.candidate, candidate.sdp_mid, candidate.sdp_mline_index
+            )
+
+    async def _leave(self, message: messages.Leave) -> None:
+        session = self._own(message.session)
+        await session.close("left")
 
     def _send_answer(self, session: Session, answer: str, request_id: Any) -> None:
         self.send(
@@ -247,14 +216,10 @@ class Channel:
             )
         self.send({"type": "candidate", "session": session.id, "candidate": None})
 
-    async def _join(self, message: messages.Message) -> None:
+    async def _join(self, message: messages.Join) -> None:
         if self.participant is not None:
             raise bad_request("this socket has already joined a room", "already-joined")
-        mode = message.get("mode")
-        if mode is not None and not isinstance(mode, str):
-            raise bad_request("'mode' must be a string", "invalid-message")
-        assert self.caller is not None
-        session = await self.registry.join(message["room"], message["name"], mode, self.caller)
+        session = await self.registry.join(message.room, message.name, message.mode, self._caller)
         self._adopt(session)
         self.send(
             {
@@ -273,11 +238,10 @@ class Channel:
         )
         session.room.listen(self.send)
 
-    def _resume(self, message: messages.Message) -> None:
+    async def _resume(self, message: messages.Resume) -> None:
         if self.participant is not None:
             raise bad_request("this socket has already joined a room", "already-joined")
-        assert self.caller is not None
-        session = self.registry.resume(message["session"], message["token"], self.caller)
+        session = self.registry.resume(message.session, message.token, self._caller)
         self._adopt(session)
         self._trickled.add(session.id)  # its transport, and candidates, are unchanged
         session.reattach(self.send)
@@ -304,43 +268,53 @@ class Channel:
             raise GatewayError(409, "not-joined", "join a room first")
         return self.participant
 
-    async def _offer(self, message: messages.Message) -> None:
+    async def _offer(self, message: messages.Offer) -> None:
         session = self._joined()
-        assert self.caller is not None
         result = await self.registry.renegotiate(
             session,
-            message["sdp"],
-            message.get("publish", {}),
-            message.get("subscribe", {}),
-            self.caller,
-            pipelines=message.get("pipelines", {}),
+            message.sdp,
+            message.publish,
+            message.subscribe,
+            self._caller,
+            pipelines=message.pipelines,
         )
         self._send_answer(session, result.answer, message.request_id)
 
-    def _change_track(self, message: messages.Message) -> None:
-        session = self._joined()
-        publisher = next((p for p in session.publishers if p.id == message["track"]), None)
-        if publisher is None:
-            raise GatewayError(404, "unknown-track", f"you publish no track {message['track']!r}")
-        if message.type == "unpublish":
-            session.unpublish(publisher)
-            session.room.track_unpublished(publisher)
-        else:
-            publisher.set_muted(message["muted"])
-            session.room.track_muted(publisher)
+    async def _unpublish(self, message: messages.Unpublish) -> None:
+        session, publisher = self._my_track(message.track)
+        session.unpublish(publisher)
+        session.room.track_unpublished(publisher)
 
-    def _switch_pipeline(self, message: messages.Message) -> None:
+    async def _mute(self, message: messages.Mute) -> None:
+        session, publisher = self._my_track(message.track)
+        publisher.set_muted(message.muted)
+        session.room.track_muted(publisher)
+
+    def _my_track(self, track: str) -> tuple[Session, Publisher]:
+        session = self._joined()
+        publisher = next((p for p in session.publishers if p.id == track), None)
+        if publisher is None:
+            raise GatewayError(404, "unknown-track", f"you publish no track {track!r}")
+        return session, publisher
+
+    async def _chat(self, message: messages.Chat) -> None:
+        self.registry.chat(self._joined(), message.text, message.to, self._caller)
+
+    async def _signal(self, message: messages.Signal) -> None:
+        session = self._joined()
+        self._check("join", session.room.name)
+        session.room.relay(session, message.to, message.data)
+
+    async def _pipeline(self, message: messages.Pipeline) -> None:
         """One of this socket's sessions receives through another pipeline (or none)."""
-        session_id = message.get("session")
-        if session_id is not None:
-            session = self._own(session_id)
+        if message.session is not None:
+            session = self._own(message.session)
         else:
             session = self._joined()
-        pipeline = message.get("pipeline")
+        pipeline = message.pipeline
         if pipeline is not None:
-            assert self.caller is not None
-            self.registry.check_pipeline(session.room.name, pipeline, "ws", self.caller)
-        switched = session.switch_pipeline(pipeline, message.get("mid"))
+            self.registry.check_pipeline(session.room.name, pipeline, "ws", self._caller)
+        switched = session.switch_pipeline(pipeline, message.mid)
         self.send(
             {
                 "type": "pipeline-switched",
@@ -352,21 +326,30 @@ class Channel:
             }
         )
 
-    async def _record(self, message: messages.Message) -> None:
+    async def _pipeline_update(self, message: messages.PipelineUpdate) -> None:
+        target = self.registry.renditions.get(message.rendition)
+        self._check("control", target.room)
+        result = await self.registry.renditions.update(
+            message.rendition, message.stage, message.params, message.enable
+        )
+        self.send({"type": "pipeline-updated", "id": message.request_id, **result})
+
+    async def _record(self, message: messages.RecordStart | messages.RecordStop) -> None:
         assert self.recordings is not None and self.signer is not None
-        room, start = message["room"], message.type == "record-start"
-        if start:
+        if isinstance(message, messages.RecordStart):
             recorders = await self.recordings.start(
-                room, "ws", message.get("pipeline"), principal=self.principal
+                message.room, "ws", message.pipeline, principal=self.principal
             )
         else:
-            recorders = await self.recordings.stop(room, transport="ws", principal=self.principal)
+            recorders = await self.recordings.stop(
+                message.room, transport="ws", principal=self.principal
+            )
         self.send(
             {
                 "type": "recording",
                 "id": message.request_id,
-                "room": room,
-                "recording": start,
+                "room": message.room,
+                "recording": isinstance(message, messages.RecordStart),
                 "recordings": [describe_recorder(r, self.signer) for r in recorders],
             }
         )
@@ -377,7 +360,8 @@ class Channel:
             raise GatewayError(404, "unknown-session", f"no session {session_id!r} on this socket")
         return session
 
-    async def _watch(self, name: str) -> None:
+    async def _watch(self, message: messages.Watch) -> None:
+        name = message.room
         if name in self.watching:
             raise bad_request(f"already watching room {name!r}", "already-watching")
         limit = self.registry.config.limits.max_watched_rooms
@@ -386,14 +370,18 @@ class Channel:
             raise GatewayError(
                 429, "too-many-watches", f"a socket watches at most {limit} rooms", retry_after_s=1
             )
-        assert self.caller is not None
         self.watching.add(name)  # first: events may come while it is being set up
         try:
-            state = await self.registry.watch(name, self.send, self.caller)
+            state = await self.registry.watch(name, self.send, self._caller)
         except BaseException:
             self.watching.discard(name)
             raise
         self.send({"type": "room-state", **state})
+
+    async def _unwatch(self, message: messages.Unwatch) -> None:
+        if message.room in self.watching:
+            self.watching.discard(message.room)
+            await self.registry.unwatch(message.room, self.send)
 
     def _session_closed(self, session: Session) -> None:
         if self.closed:
@@ -420,6 +408,49 @@ class Channel:
         if self._outbox.full():
             self._outbox.get_nowait()
         self._outbox.put_nowait(None)  # ends the writer
+
+
+_Handler = Callable[["Channel", messages.Message], Awaitable[None]]
+_M = TypeVar("_M", bound=messages.Message)
+
+
+def _route(
+    kind: type[_M], handler: Callable[[Channel, _M], Awaitable[None]]
+) -> tuple[type[messages.Message], _Handler]:
+    """A table entry; mypy checks that ``handler`` takes messages of ``kind``."""
+
+    async def handle(channel: Channel, message: messages.Message) -> None:
+        assert isinstance(message, kind)
+        await handler(channel, message)
+
+    return kind, handle
+
+
+# One handler per client message type; Channel.handle lets only `auth` and `ping`
+# through before the socket has a caller.
+_HANDLERS: dict[type[messages.Message], _Handler] = dict(
+    [
+        _route(messages.Auth, Channel._auth),
+        _route(messages.Ping, Channel._ping),
+        _route(messages.Publish, Channel._publish),
+        _route(messages.Subscribe, Channel._subscribe),
+        _route(messages.Candidate, Channel._candidate),
+        _route(messages.Leave, Channel._leave),
+        _route(messages.Watch, Channel._watch),
+        _route(messages.Unwatch, Channel._unwatch),
+        _route(messages.Join, Channel._join),
+        _route(messages.Resume, Channel._resume),
+        _route(messages.Offer, Channel._offer),
+        _route(messages.Unpublish, Channel._unpublish),
+        _route(messages.Mute, Channel._mute),
+        _route(messages.Chat, Channel._chat),
+        _route(messages.Signal, Channel._signal),
+        _route(messages.RecordStart, Channel._record),
+        _route(messages.RecordStop, Channel._record),
+        _route(messages.Pipeline, Channel._pipeline),
+        _route(messages.PipelineUpdate, Channel._pipeline_update),
+    ]
+)
 
 
 async def handler(request: web.Request) -> web.WebSocketResponse:
