@@ -41,9 +41,10 @@ class Message:
 
     @classmethod
     def build(cls, data: dict[str, Any], request_id: RequestId) -> Self:
-        """The message from an object whose `required` fields are already checked; raises
-        ProtocolError for a bad optional field."""
-        return cls(request_id=request_id, fields=data)
+        """The message from an object whose `required` fields are already checked; a type
+        with optional fields overrides it (and raises ProtocolError for a bad one)."""
+        values = {name: data[name] for name in cls.required}
+        return cls(**values, request_id=request_id, fields=data)
 
 
 @dataclass(frozen=True)
@@ -106,10 +107,6 @@ class Leave(Message):
 
     session: str
 
-    @classmethod
-    def build(cls, data: dict[str, Any], request_id: RequestId) -> Self:
-        return cls(data["session"], request_id=request_id, fields=data)
-
 
 @dataclass(frozen=True)
 class Watch(Message):
@@ -118,10 +115,6 @@ class Watch(Message):
 
     room: str
 
-    @classmethod
-    def build(cls, data: dict[str, Any], request_id: RequestId) -> Self:
-        return cls(data["room"], request_id=request_id, fields=data)
-
 
 @dataclass(frozen=True)
 class Unwatch(Message):
@@ -129,10 +122,6 @@ class Unwatch(Message):
     required = {"room": str}
 
     room: str
-
-    @classmethod
-    def build(cls, data: dict[str, Any], request_id: RequestId) -> Self:
-        return cls(data["room"], request_id=request_id, fields=data)
 
 
 @dataclass(frozen=True)
@@ -148,10 +137,6 @@ class Auth(Message):
     required = {"token": str}
 
     token: str
-
-    @classmethod
-    def build(cls, data: dict[str, Any], request_id: RequestId) -> Self:
-        return cls(data["token"], request_id=request_id, fields=data)
 
 
 @dataclass(frozen=True)
@@ -176,10 +161,6 @@ class RecordStop(Message):
     required = {"room": str}
 
     room: str
-
-    @classmethod
-    def build(cls, data: dict[str, Any], request_id: RequestId) -> Self:
-        return cls(data["room"], request_id=request_id, fields=data)
 
 
 @dataclass(frozen=True)
@@ -227,10 +208,6 @@ class Unpublish(Message):
 
     track: str
 
-    @classmethod
-    def build(cls, data: dict[str, Any], request_id: RequestId) -> Self:
-        return cls(data["track"], request_id=request_id, fields=data)
-
 
 @dataclass(frozen=True)
 class Mute(Message):
@@ -239,10 +216,6 @@ class Mute(Message):
 
     track: str
     muted: bool
-
-    @classmethod
-    def build(cls, data: dict[str, Any], request_id: RequestId) -> Self:
-        return cls(data["track"], data["muted"], request_id=request_id, fields=data)
 
 
 @dataclass(frozen=True)
@@ -268,10 +241,6 @@ class Resume(Message):
 
     session: str
     token: str
-
-    @classmethod
-    def build(cls, data: dict[str, Any], request_id: RequestId) -> Self:
-        return cls(data["session"], data["token"], request_id=request_id, fields=data)
 
 
 @dataclass(frozen=True)
