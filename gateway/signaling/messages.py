@@ -57,8 +57,9 @@ class CandidateInit:
 
 
 @dataclass(frozen=True)
-class Publish(Message):
-    type = "publish"
+class _StreamOffer(Message):
+    """An offer that opens a one-purpose session in a room (publish or subscribe)."""
+
     required = {"room": str, "sdp": str}
 
     room: str
@@ -72,18 +73,13 @@ class Publish(Message):
 
 
 @dataclass(frozen=True)
-class Subscribe(Message):
+class Publish(_StreamOffer):
+    type = "publish"
+
+
+@dataclass(frozen=True)
+class Subscribe(_StreamOffer):
     type = "subscribe"
-    required = {"room": str, "sdp": str}
-
-    room: str
-    sdp: str
-    pipeline: str | None = None
-
-    @classmethod
-    def build(cls, data: dict[str, Any], request_id: RequestId) -> Self:
-        pipeline = _pipeline(data, request_id)
-        return cls(data["room"], data["sdp"], pipeline, request_id=request_id, fields=data)
 
 
 @dataclass(frozen=True)
