@@ -11,7 +11,8 @@ from aiortc import RTCSessionDescription
 from aiortc.sdp import SessionDescription
 
 from ..errors import GatewayError
-from ..rooms.session import DEFAULT_SOURCE, Session
+from ..rooms.negotiation import DEFAULT_SOURCE
+from ..rooms.session import Session
 
 logger = logging.getLogger(__name__)
 

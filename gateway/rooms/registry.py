@@ -21,9 +21,10 @@ from ..limits.buckets import RateLimit
 from ..processing.rendition import Rendition
 from ..processing.renditions import Renditions
 from .chat import chat_message
+from .negotiation import Negotiation
 from .policy import AccessPolicy, Request
 from .room import P2P, SFU, EventListener, Room, check_room_name, empty_room
-from .session import PARTICIPANT, PUBLISHER, SUBSCRIBER, Negotiation, Session
+from .session import PARTICIPANT, PUBLISHER, SUBSCRIBER, Session
 
 logger = logging.getLogger(__name__)
 

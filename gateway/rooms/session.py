@@ -10,7 +10,6 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aiortc import (
@@ -18,11 +17,9 @@ from aiortc import (
     RTCDataChannel,
     RTCPeerConnection,
     RTCRtpReceiver,
-    RTCRtpSender,
     RTCRtpTransceiver,
     RTCSessionDescription,
 )
-from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import MediaDescription, SessionDescription
 
 from ..auth.principal import OPEN, Principal
@@ -38,6 +35,8 @@ from ..media.subscriber import Subscriber
 from ..processing.output import RenditionOutput
 from ..processing.renditions import Renditions
 from ..signaling import ice, sdp
+from . import negotiation
+from .negotiation import Negotiation
 
 if TYPE_CHECKING:
     from .room import Room
@@ -48,32 +47,8 @@ PUBLISHER = "publisher"
 SUBSCRIBER = "subscriber"
 PARTICIPANT = "participant"
 
-SENDING = ("sendonly", "sendrecv")
-RECEIVING = ("recvonly", "sendrecv")
-DEFAULT_SOURCE = {"video": "camera", "audio": "microphone"}
 HELD_MESSAGES = 200
 """Messages (chat, p2p signals) kept for a participant whose socket is down."""
-
-
-def _capabilities(kind: str, codec: str, rtx: bool) -> list[RTCRtpCodecCapability]:
-    """Every variant of ``codec`` aiortc supports, plus RTX if wanted."""
-    caps = RTCRtpSender.getCapabilities(kind).codecs
-    wanted = [c for c in caps if c.name.lower() == codec.lower()]
-    return wanted + [c for c in caps if rtx and c.name.lower() == "rtx"]
-
-
-def _direction(m: MediaDescription) -> str:
-    """The client's direction for an m-line; a rejected one (port 0) is inactive."""
-    return "inactive" if m.port == 0 else (m.direction or "sendrecv")
-
-
-@dataclass
-class Negotiation:
-    """What one offer/answer changed."""
-
-    answer: str
-    published: list[Publisher] = field(default_factory=list)
-    unpublished: list[Publisher] = field(default_factory=list)
 
 
 class Session:
@@ -162,14 +137,7 @@ class Session:
         """What a WHIP offer publishes: its description and mid -> source (camera for
         video, microphone for audio), before anything is negotiated."""
         description = self._parse(offer, "send")
-        publish = {
-            m.rtp.muxId: DEFAULT_SOURCE[m.kind]
-            for m in description.media
-            if m.kind in DEFAULT_SOURCE and _direction(m) in SENDING
-        }
-        if not publish:
-            raise bad_request("the offer publishes no audio or video", "invalid-sdp")
-        return description, publish
+        return description, negotiation.published_sources(description)
 
     async def accept_publish(
         self, offer: str, plan: tuple[SessionDescription, dict[str, str]] | None = None
@@ -185,27 +153,9 @@ class Session:
         of ``pipeline``'s kind through that pipeline, the others as published."""
         description = self._parse(offer, "recv")
         processed = self._pipeline_kind(pipeline) if pipeline else None
-        available = list(publishers)
-        subscribe: dict[str, Publisher] = {}
-        pipelines: dict[str, str] = {}
-        for m in description.media:
-            if m.kind in DEFAULT_SOURCE and _direction(m) in RECEIVING:
-                publisher = next((p for p in available if p.kind == m.kind), None)
-                if publisher is not None:
-                    available.remove(publisher)
-                    subscribe[m.rtp.muxId] = publisher
-                    if pipeline and m.kind == processed:
-                        pipelines[m.rtp.muxId] = pipeline
-        if not subscribe:
-            raise GatewayError(
-                422, "nothing-to-receive", "the offer asks for no kind of media the room publishes"
-            )
-        if pipeline and not pipelines:
-            raise GatewayError(
-                422,
-                "nothing-to-process",
-                f"pipeline {pipeline!r} processes {processed}: the offer receives no such track",
-            )
+        subscribe, pipelines = negotiation.received_tracks(
+            description, publishers, pipeline, processed
+        )
         return (await self.negotiate(offer, {}, subscribe, description, pipelines)).answer
 
     def _parse(self, offer: str, want: str) -> SessionDescription:
@@ -240,15 +190,15 @@ class Session:
             raise GatewayError(410, "session-closed", "the session has ended")
         if description is None:
             description = self._parse(offer, "any")
-        media = [m for m in description.media if m.kind in DEFAULT_SOURCE]
+        media = [m for m in description.media if m.kind in negotiation.DEFAULT_SOURCE]
         self._check(media, publish, subscribe, description, pipelines)
         transceivers = {t.mid: t for t in self.pc.getTransceivers() if t.mid is not None}
         result = Negotiation(answer="")
         for m in media:
             mid = m.rtp.muxId
-            direction = _direction(m)
-            publishing = mid in publish and direction in SENDING
-            wanted = subscribe.get(mid) if direction in RECEIVING else None
+            direction = negotiation.direction(m)
+            publishing = mid in publish and direction in negotiation.SENDING
+            wanted = subscribe.get(mid) if direction in negotiation.RECEIVING else None
             source = self._source(m, wanted, pipelines.get(mid))
             transceiver = transceivers.get(mid)
             if transceiver is None:
@@ -275,48 +225,16 @@ class Session:
     ) -> None:
         """Refuse the whole offer before changing anything."""
         known = {t.mid for t in self.pc.getTransceivers() if t.mid is not None}
-        codecs = self._config.media
-        for m in media:
-            mid = m.rtp.muxId
-            offered = [c.name.lower() for c in m.rtp.codecs]
-            if mid in publish and mid not in known and _direction(m) in SENDING:
-                accepted = codecs.video_codecs if m.kind == "video" else codecs.audio_codecs
-                if not any(c.lower() in offered for c in accepted):
-                    raise GatewayError(
-                        422,
-                        "unsupported-codec",
-                        f"no {m.kind} codec in common: the offer has "
-                        f"{sdp.offered_codecs(description, m.kind)}, the gateway accepts {accepted}",
-                    )
-            track = subscribe.get(mid)
-            if track is not None and _direction(m) in RECEIVING:
-                if track.kind != m.kind:
-                    raise bad_request(
-                        f"m-line {mid} is {m.kind}, track {track.id} is {track.kind}",
-                        "wrong-kind",
-                    )
-                pipeline = pipelines.get(mid)
-                if pipeline:
-                    kind = self._pipeline_kind(pipeline)
-                    if kind != track.kind:
-                        raise bad_request(
-                            f"pipeline {pipeline!r} processes {kind}, m-line {mid} is {m.kind}",
-                            "wrong-kind",
-                        )
-                    if Renditions.codec_for(track.kind, track.codec, offered) is None:
-                        raise GatewayError(
-                            422,
-                            "unsupported-codec",
-                            f"m-line {mid} accepts no codec the gateway encodes "
-                            f"(it offers {sdp.offered_codecs(description, m.kind)})",
-                        )
-                elif track.codec.lower() not in offered:
-                    raise GatewayError(
-                        422,
-                        "unsupported-codec",
-                        f"track {track.id} is {track.codec}, which m-line {mid} does not accept "
-                        f"(it offers {sdp.offered_codecs(description, m.kind)})",
-                    )
+        negotiation.check_offer(
+            media,
+            publish,
+            subscribe,
+            description,
+            pipelines,
+            known,
+            self._config.media,
+            self._pipeline_kind,
+        )
 
     def _source(
         self, m: MediaDescription, track: Publisher | None, pipeline: str | None
@@ -343,14 +261,14 @@ class Session:
     ) -> None:
         """A new m-line: a transceiver created now is the one aiortc pairs with it."""
         if publishing:
-            codec = self._publish_codec(m)
+            codec = negotiation.publish_codec(self._config.media, m)
             assert codec is not None  # checked by _check
             transceiver = self.pc.addTransceiver(m.kind, direction="recvonly")
             # RTX lets the publisher resend what we NACK on a separate stream.
-            caps = _capabilities(m.kind, codec, rtx=True)
+            caps = negotiation.capabilities(m.kind, codec, rtx=True)
             transceiver.setCodecPreferences(caps)
             self._pending[transceiver.receiver] = (m.kind, caps[0].name, source, m.rtp.muxId)
-        elif _direction(m) in RECEIVING:
+        elif negotiation.direction(m) in negotiation.RECEIVING:
             stale = self.slots.pop(m.rtp.muxId, None)
             if stale is not None:  # never left holding a subscriber (mids are unique)
                 stale.close()
@@ -396,7 +314,9 @@ class Session:
         if current is None or current.source is not wanted:
             subscriber = wanted.subscribe(self._config.media.viewer_backlog_bytes)
             slot.assign(subscriber)
-        transceiver.setCodecPreferences(_capabilities(slot.kind, wanted.codec, rtx=False))
+        transceiver.setCodecPreferences(
+            negotiation.capabilities(slot.kind, wanted.codec, rtx=False)
+        )
         transceiver.direction = "sendonly"
 
     def adopt(self, tracks: list[Publisher]) -> None:
@@ -408,20 +328,7 @@ class Session:
         self, description: SessionDescription, mids: Mapping[str, str]
     ) -> list[tuple[str, str]]:
         """(kind, codec) of each m-line in ``mids``, as the answer will publish it."""
-        planned = []
-        for m in description.media:
-            if m.rtp.muxId in mids and m.kind in DEFAULT_SOURCE:
-                codec = self._publish_codec(m)
-                if codec is not None:
-                    planned.append((m.kind, codec))
-        return planned
-
-    def _publish_codec(self, m: MediaDescription) -> str | None:
-        """The codec a published m-line gets: the first accepted one it offers."""
-        media = self._config.media
-        accepted = media.video_codecs if m.kind == "video" else media.audio_codecs
-        offered = [c.name.lower() for c in m.rtp.codecs]
-        return next((c for c in accepted if c.lower() in offered), None)
+        return negotiation.planned_codecs(self._config.media, description, mids)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         for transceiver in self.pc.getTransceivers():
