@@ -463,6 +463,8 @@ class Room:
             "participants": len(self.participants),
             "mode": self.mode,
             "signals_relayed": self.signals_relayed,
+            # This node's relay copy of a room homed on another node (a cluster).
+            "copy": self.copy,
             "paused": self._paused(),
             "takeovers": self.takeovers,
             "tracks": [p.stats() for p in self.publishers],

@@ -83,6 +83,7 @@ async def test_viewers_on_another_node_share_one_relay(cluster: Cluster) -> None
         assert at_a is not None and at_b is not None
         assert at_a["subscribers"] == 1, at_a  # the relay: one stream per track for b
         assert at_b["subscribers"] == 3, at_b
+        assert (at_a["copy"], at_b["copy"]) == (False, True)
         stats_b = await cluster.get("b", "/api/stats")
         assert stats_b["cluster"]["relays"]["made"] == 1
         video_a = next(t for t in at_a["tracks"] if t["kind"] == "video")
