@@ -129,6 +129,9 @@ class Target:
             config = self.settings.run_dir / "gateway-bench.yaml"
             config.write_text(
                 "server:\n  drain_timeout_s: 0\nice:\n  addresses: [127.0.0.1]\nrooms:\n  max_subscribers: 2000\nlog:\n  level: warning\n"
+                # Every viewer comes from 127.0.0.1: the per-address session rate (5/s,
+                # bursts of 20) would refuse a step of more than 20 viewers.
+                "limits:\n  sessions_per_ip_per_s: 1000\n  sessions_per_ip_burst: 1000\n"
             )
             return [PYTHON, "-m", "gateway", "--config", str(config), "--port", str(self.port)]
         return [PYTHON, "-m", "bench.naive_server", "--port", str(self.port)]
@@ -521,6 +524,7 @@ async def run_live(settings: Settings) -> dict[str, Any]:
     config = settings.run_dir / "gateway-live.yaml"
     config.write_text(
         "server:\n  drain_timeout_s: 0\nice:\n  addresses: [127.0.0.1]\nlog:\n  level: warning\n"
+        "limits:\n  sessions_per_ip_per_s: 1000\n  sessions_per_ip_burst: 1000\n"
     )
     server = await Process.start(
         "gateway-live",
