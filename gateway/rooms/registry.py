@@ -219,12 +219,15 @@ class Registry:
         if not relay:
             await self._place_viewer()
         room = self.room(room_name)
+        admitted = False
         if (room is None or not room.publishers) and self.relays is not None:
             self._admit(caller)  # a relay costs a peer connection: limits first
+            admitted = True
             room = await self.relays.copy(room_name) or room  # homed on another node
         if room is None or not room.publishers:
             raise not_found(f"room {room_name!r} has no publisher", "no-publisher")
-        self._admit(caller)
+        if not admitted:
+            self._admit(caller)
         session = self._session(room, SUBSCRIBER, transport, owner=caller)
         session.feeds_relay = relay
         self._track(session)
