@@ -5,10 +5,13 @@
 # WebRTC media flows over UDP on ephemeral ports chosen per session, so run it with
 # host networking (docker run --network host IMAGE), or publish a port range and set
 # GATEWAY_ICE_ANNOUNCED_ADDRESS to the host's public address. See docs/security.md.
+# GATEWAY_SERVER_WORKERS=0 runs one gateway process per core behind one front (their
+# private redis-server is in the image).
 FROM debian:bookworm-slim
 
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+       redis-server \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app

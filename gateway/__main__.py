@@ -54,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("aioice").setLevel(logging.WARNING)
     logging.getLogger("aiortc").setLevel(logging.WARNING)
+    if config.server.workers != 1:
+        from .workers.supervisor import serve_workers
+
+        return asyncio.run(serve_workers(config))
     return asyncio.run(serve(config))
 
 

@@ -45,6 +45,7 @@ class ServerSettings:
     trusted_proxies: list[str] = field(default_factory=list)
     drain_timeout_s: float = 10.0
     max_viewers: int = 0
+    workers: int = 1
 
 
 @dataclass
@@ -323,6 +324,7 @@ def _validate(config: Config) -> None:
     check(s.max_body_bytes >= 1024, "server.max_body_bytes", "must be at least 1024")
     check(0 <= s.drain_timeout_s <= 3600, "server.drain_timeout_s", "must be 0-3600")
     check(s.max_viewers >= 0, "server.max_viewers", "must not be negative (0: no cap)")
+    check(0 <= s.workers <= 256, "server.workers", "must be 0 (one per core) to 256")
     for i, server in enumerate(config.ice.servers):
         check(bool(server.urls), f"ice.servers[{i}].urls", "must list at least one URL")
         for url in server.urls:
@@ -446,7 +448,7 @@ def _validate(config: Config) -> None:
     check(r.retention_check_s >= 1, "recording.retention_check_s", "must be at least 1")
     _validate_auth(config)
     _validate_limits(config.limits)
-    _validate_cluster(config.cluster)
+    _validate_cluster(config.cluster, config.server.workers)
     _validate_processing(config.processing)
     check(
         config.log.level.lower() in ("debug", "info", "warning", "error"),
@@ -514,7 +516,7 @@ def _validate_auth(config: Config) -> None:
 NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
-def _validate_cluster(c: ClusterSettings) -> None:
+def _validate_cluster(c: ClusterSettings, workers: int = 1) -> None:
     def check(ok: bool, key: str, message: str) -> None:
         if not ok:
             raise ConfigError(f"cluster.{key}: {message}")
@@ -528,7 +530,8 @@ def _validate_cluster(c: ClusterSettings) -> None:
     )
     url = urlsplit(c.advertise_url)
     check(
-        url.scheme in ("http", "https") and bool(url.hostname) and url.path in ("", "/"),
+        workers != 1  # each worker advertises its own loopback URL
+        or (url.scheme in ("http", "https") and bool(url.hostname) and url.path in ("", "/")),
         "advertise_url",
         "a cluster node needs the http(s)://host:port other nodes reach it at",
     )

@@ -1,0 +1,1 @@
+"""Several gateway processes on one machine behind one front (server.workers)."""

@@ -1,0 +1,160 @@
+"""server.workers: one front port, two worker processes (cluster nodes over a private
+redis-server): requests go to the room's worker, viewers past a worker's cap to another one
+that relays, and the WebSocket follows its room."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.support.gateway_process import GatewayProcess, start_gateway_process
+from tests.support.media import NumberedVideoTrack, ToneTrack
+from tests.support.peers import wait_for, whep_watch, whip_publish
+from tests.support.signaling import WsClient, ws_publish, ws_subscribe
+
+pytestmark = pytest.mark.timeout(120)
+
+CONFIG = """
+server:
+  drain_timeout_s: 0
+  workers: 2
+  max_viewers: 1
+ice:
+  addresses: [127.0.0.1]
+log:
+  level: info
+"""
+
+
+@pytest.fixture
+async def front(tmp_path: Path) -> AsyncIterator[GatewayProcess]:
+    gateway = await start_gateway_process(CONFIG, tmp_path, timeout_s=60)
+    try:
+        yield gateway
+    finally:
+        assert await gateway.stop() == 0, gateway.log_text()[-3000:]
+
+
+async def get(http: aiohttp.ClientSession, url: str) -> Any:
+    async with http.get(url) as response:
+        assert response.status == 200, await response.text()
+        return await response.json()
+
+
+async def test_viewers_past_a_workers_cap_are_served_by_another(
+    front: GatewayProcess,
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        ready = await get(http, f"{front.base}/readyz")
+        assert ready["workers_ready"] == [0, 1], ready
+        publisher = await whip_publish(
+            http, front.base, "wide", [NumberedVideoTrack(320, 240), ToneTrack()]
+        )
+        viewers = []
+        try:
+            # The first viewer fits on the room's worker (cap 1); the second is sent on to
+            # the other worker, which relays the room: both through the front's one port.
+            for _ in range(2):
+                viewers.append(await whep_watch(http, front.base, "wide"))
+            await wait_for(lambda: all(len(v.received.numbers) > 30 for v in viewers), timeout=30)
+            # Loads as the workers' heartbeats (every 2 s) tell them.
+            for _ in range(50):
+                described = await get(http, f"{front.base}/api/cluster")
+                loads = {n["id"]: n["load"] for n in described["nodes"]}
+                if sorted(load["viewers"] for load in loads.values()) == [1, 2]:
+                    break
+                await asyncio.sleep(0.2)
+            assert len(loads) == 2, described
+            homes = [n for n in described["nodes"] if n["rooms"] == ["wide"]]
+            assert len(homes) == 1, described
+            # The home serves the first viewer and the other worker's relay (exempt from the
+            # cap); the other worker serves the second viewer.
+            assert sorted(load["viewers"] for load in loads.values()) == [1, 2], loads
+            rooms = (await get(http, f"{front.base}/api/rooms"))["rooms"]
+            assert [r["room"] for r in rooms] == ["wide"]  # once, as its home has it
+        finally:
+            for viewer in viewers:
+                # DELETE through the front, to the worker holding the session.
+                await viewer.close(http, front.base)
+            await publisher.close(http, front.base)
+
+
+async def test_the_websocket_follows_its_room(front: GatewayProcess) -> None:
+    async with aiohttp.ClientSession() as http:
+        publishing = await WsClient.connect(http, front.base)
+        first, _session = await ws_publish(
+            publishing, "talk", [NumberedVideoTrack(320, 240), ToneTrack()]
+        )
+        second_socket = await WsClient.connect(http, front.base)
+        second, _other = await ws_publish(
+            second_socket, "chat", [NumberedVideoTrack(320, 240), ToneTrack()]
+        )
+        watching = await WsClient.connect(http, front.base)
+        try:
+            await watching.send({"type": "watch", "room": "talk"})
+            state = await watching.next("room-state")
+            assert state["publisher"] is not None, state
+            pc, _sub, received, tasks = await ws_subscribe(watching, "talk")
+            await wait_for(lambda: len(received.numbers) > 30, timeout=30)
+            for task in tasks:
+                task.cancel()
+            await pc.close()
+            described = await get(http, f"{front.base}/api/cluster")
+            homed = sorted(room for n in described["nodes"] for room in n["rooms"])
+            assert homed == ["chat", "talk"]
+            # Placed by load: the two rooms went to the two workers.
+            assert all(len(n["rooms"]) == 1 for n in described["nodes"]), described
+        finally:
+            await first.close()
+            await second.close()
+            for socket in (publishing, second_socket, watching):
+                await socket.close()
+
+
+def children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (the front's workers and its redis-server)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def command_line(pid: int) -> str:
+    return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+async def test_a_worker_that_dies_is_started_again(front: GatewayProcess) -> None:
+    workers = [p for p in children(front.process.pid) if "-m gateway" in command_line(p)]
+    assert len(workers) == 2, workers
+    os.kill(workers[0], signal.SIGKILL)
+    async with aiohttp.ClientSession() as http:
+        for _ in range(150):
+            await asyncio.sleep(0.2)
+            again = [p for p in children(front.process.pid) if "-m gateway" in command_line(p)]
+            if len(again) == 2 and workers[0] not in again:
+                async with http.get(f"{front.base}/readyz") as response:
+                    body = await response.json()
+                if body.get("workers_ready") == [0, 1]:
+                    break
+            elif len(again) == 1:
+                # Meanwhile the front sends nothing to the dead worker: the other serves.
+                async with http.get(f"{front.base}/readyz") as response:
+                    assert (await response.json())["workers_ready"] in ([0], [1], [0, 1])
+        else:
+            raise AssertionError(f"the worker was not started again: {front.log_text()[-2000:]}")
+        publisher = await whip_publish(http, front.base, "again", [NumberedVideoTrack(320, 240)])
+        await publisher.close(http, front.base)
+    assert "worker 0 exited" in front.log_text() or "worker 1 exited" in front.log_text()
