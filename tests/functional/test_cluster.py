@@ -5,6 +5,7 @@ dead node's rooms taken over when their publisher comes back."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -345,3 +346,23 @@ async def test_a_relay_whose_source_dies_is_replaced_under_its_viewers(
         if at_c is not None:
             await at_c.close(http, c.base)
         await publisher.close(http, a.base)
+
+
+async def test_a_viewer_of_a_room_on_a_dead_node_gets_a_clear_error(cluster: Cluster) -> None:
+    """Before the dead node's heartbeat has expired its room still looks homed there: the
+    relay cannot be made (502 relay-failed); after, the room is nowhere (404). Never a hang."""
+    a, b = cluster.nodes["a"], cluster.nodes["b"]
+    publisher = await PublisherProcess.start(a.base, "ghost")
+    try:
+        a.kill()
+        await a.process.wait()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        status, _, body = await post_offer(cluster.http, f"{b.base}/whep/ghost")
+        assert loop.time() - started < 15
+        assert (status, json.loads(body)["error"]) in ((502, "relay-failed"), (404, "no-publisher"))
+        await asyncio.sleep(TTL_S + 0.5)
+        status, _, body = await post_offer(cluster.http, f"{b.base}/whep/ghost")
+        assert (status, json.loads(body)["error"]) == (404, "no-publisher"), body
+    finally:
+        await publisher.kill()

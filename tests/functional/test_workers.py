@@ -64,6 +64,8 @@ async def test_viewers_past_a_workers_cap_are_served_by_another(
             for _ in range(2):
                 viewers.append(await whep_watch(http, front.base, "wide"))
             await wait_for(lambda: all(len(v.received.numbers) > 30 for v in viewers), timeout=30)
+            for viewer in viewers:  # the publisher's frames, in order, at both workers
+                assert viewer.received.numbers == sorted(viewer.received.numbers)
             # Loads as the workers' heartbeats (every 2 s) tell them.
             for _ in range(50):
                 described = await get(http, f"{front.base}/api/cluster")
@@ -158,3 +160,34 @@ async def test_a_worker_that_dies_is_started_again(front: GatewayProcess) -> Non
         publisher = await whip_publish(http, front.base, "again", [NumberedVideoTrack(320, 240)])
         await publisher.close(http, front.base)
     assert "worker 0 exited" in front.log_text() or "worker 1 exited" in front.log_text()
+
+
+async def test_killing_a_worker_ends_only_its_sessions(front: GatewayProcess) -> None:
+    """The room's home worker keeps its publisher and viewer; the other worker, which serves
+    the second viewer through a relay, is killed: only that viewer's stream stops."""
+    async with aiohttp.ClientSession() as http:
+        publisher = await whip_publish(
+            http, front.base, "split", [NumberedVideoTrack(320, 240), ToneTrack()]
+        )
+        viewers = [await whep_watch(http, front.base, "split") for _ in range(2)]
+        try:
+            await wait_for(lambda: all(len(v.received.numbers) > 15 for v in viewers), timeout=30)
+            described = await get(http, f"{front.base}/api/cluster")
+            home = next(n["id"] for n in described["nodes"] if n["rooms"] == ["split"])
+            other = next(n["id"] for n in described["nodes"] if n["id"] != home)
+            index = int(other.rsplit("-w", 1)[1])
+            (pid,) = [
+                p for p in children(front.process.pid) if f"worker-{index}.yaml" in command_line(p)
+            ]
+            os.kill(pid, signal.SIGKILL)
+            seen = [len(v.received.numbers) for v in viewers]
+            await asyncio.sleep(3)
+            grew = [
+                len(v.received.numbers) - before for v, before in zip(viewers, seen, strict=True)
+            ]
+            # The home's viewer goes on at ~30 fps; the killed worker's gets nothing more.
+            assert grew[0] > 45 and grew[1] <= 3, grew
+        finally:
+            for viewer in viewers:
+                await viewer.close()
+            await publisher.close(http, front.base)
