@@ -80,6 +80,7 @@ class ClusterNode:
         self.heartbeats = 0
         self.heartbeat_errors = 0
         self.rooms_lost = 0
+        self.signal_relays = 0  # client sockets carried on to the node homing their room
         # Told of each room another node took over (the registry ends it here).
         self.on_lost: Callable[[str], None] | None = None
 
@@ -229,6 +230,7 @@ class ClusterNode:
             "heartbeats": self.heartbeats,
             "heartbeat_errors": self.heartbeat_errors,
             "rooms_lost": self.rooms_lost,
+            "signal_relays": self.signal_relays,
         }
 
     async def close(self) -> None:

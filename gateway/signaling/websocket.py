@@ -8,6 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..appkeys import CONFIG, REGISTRY, SOCKETS
@@ -15,6 +16,8 @@ from ..auth import http as auth_http
 from ..auth.principal import Caller, Principal
 from ..auth.signed_urls import UrlSigner
 from ..auth.tokens import unauthorized
+from ..cluster.node import RoomElsewhere
+from ..cluster.signal_relay import SignalRelay
 from ..errors import GatewayError, bad_request
 from ..limits.buckets import RateLimit
 from ..media.publisher import Publisher
@@ -63,6 +66,13 @@ class Channel:
         self.authenticated = asyncio.Event()
         if caller is not None:
             self.authenticated.set()
+        # A socket that joined (or published in) a room homed on another cluster node is
+        # carried on to that node: from then on its messages go there (SignalRelay).
+        self.relay: SignalRelay | None = None
+        self.query = ""  # the socket URL's query (?access_token=), replayed upstream
+        self.forward_headers: dict[str, str] = {}  # Origin and Host, for the home's checks
+        self._auth_texts: list[str] = []
+        self._relay_end: asyncio.Task[bool] | None = None
 
     def send(self, message: dict[str, Any]) -> None:
         try:
@@ -92,6 +102,9 @@ class Channel:
                     f"{self._rate.burst})",
                     retry_after_s=self._rate.retry_after_s,
                 )
+            if self.relay is not None:
+                await self.relay.send(text)  # the home node answers it
+                return
             message = messages.parse(text)
             request_id = message.request_id
             # `ping` before `auth` too: it only says the socket is alive.
@@ -133,6 +146,7 @@ class Channel:
                 )
         self.caller = Caller(principal, self.address)
         self.authenticated.set()
+        self._auth_texts = [json.dumps(message.fields)]  # for a home node, if relayed
         self.send(
             {
                 "type": "authenticated",
@@ -157,8 +171,39 @@ class Channel:
 
     async def _publish(self, message: messages.Publish) -> None:
         # A 'pipeline' is checked (see messages) but a publisher's tracks go out unprocessed.
-        session, answer = await self.registry.publish(message.room, message.sdp, "ws", self._caller)
+        try:
+            session, answer = await self.registry.publish(
+                message.room, message.sdp, "ws", self._caller
+            )
+        except RoomElsewhere as elsewhere:
+            await self._relay_or_raise(elsewhere, message)
+            return
         self._opened(session, answer, message.request_id)
+
+    async def _relay_or_raise(self, elsewhere: RoomElsewhere, message: messages.Message) -> None:
+        """A room homed on another node: a socket with nothing here yet is carried on to
+        it (the client's peer connection is then with that node); else room-elsewhere."""
+        if self.sessions or self.watching or self.registry.cluster is None:
+            raise elsewhere
+        relay = SignalRelay(self.send, self._relay_closed)
+        try:
+            await relay.open(
+                elsewhere.node.url,
+                self.query,
+                self.forward_headers,
+                self._auth_texts,
+                json.dumps(message.fields),
+            )
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise GatewayError(
+                502, "relay-failed", f"the room's home node cannot be reached: {exc}"
+            ) from exc
+        self.relay = relay
+        self.registry.cluster.signal_relays += 1
+
+    def _relay_closed(self) -> None:
+        if not self.closed and self._relay_end is None:
+            self._relay_end = asyncio.ensure_future(self.ws.close())
 
     async def _subscribe(self, message: messages.Subscribe) -> None:
         session, answer = await self.registry.subscribe(
@@ -219,7 +264,13 @@ class Channel:
     async def _join(self, message: messages.Join) -> None:
         if self.participant is not None:
             raise bad_request("this socket has already joined a room", "already-joined")
-        session = await self.registry.join(message.room, message.name, message.mode, self._caller)
+        try:
+            session = await self.registry.join(
+                message.room, message.name, message.mode, self._caller
+            )
+        except RoomElsewhere as elsewhere:
+            await self._relay_or_raise(elsewhere, message)
+            return
         self._adopt(session)
         self.send(
             {
@@ -392,6 +443,8 @@ class Channel:
         self.send({"type": "session-ended", "session": session.id, "reason": session.close_reason})
 
     async def close(self) -> None:
+        if self.relay is not None:
+            await self.relay.close()
         for name in list(self.watching):
             await self.registry.unwatch(name, self.send)
         self.watching.clear()
@@ -486,6 +539,10 @@ async def _serve(
     await ws.prepare(request)
     request.app[SOCKETS].add(ws)
     channel = Channel(ws, registry, caller, address)
+    channel.query = request.query_string
+    channel.forward_headers = {
+        name: request.headers[name] for name in ("Origin", "Host") if name in request.headers
+    }
     channel.recordings = request.app[RECORDINGS]
     channel.signer = request.app[URL_SIGNER]
     writer = asyncio.ensure_future(channel.writer())

@@ -18,6 +18,7 @@ from tests.support.cluster_nodes import TTL_S, Cluster, cluster_of
 from tests.support.killable_publisher import PublisherProcess
 from tests.support.media import NumberedVideoTrack, ToneTrack
 from tests.support.peers import new_peer, wait_for, whep_watch, whip_publish
+from tests.support.room_client import Participant
 from tests.support.signaling import WsClient
 
 pytestmark = pytest.mark.timeout(180)
@@ -102,9 +103,20 @@ async def test_viewers_on_another_node_share_one_relay(cluster: Cluster) -> None
         status, headers, body = await post_offer(http, f"{b.base}/whip/wide")
         assert status == 307, body
         assert headers["Location"] == f"{a.base}/whip/wide"
-        # A WebSocket join at b is told where the room lives.
+        # A WebSocket join at b is carried on to the room's home; on a socket that already
+        # watches something at b, it is told where the room lives instead.
         ws = await WsClient.connect(http, b.base)
         try:
+            await ws.send({"type": "join", "room": "wide", "name": "ann"})
+            reply = await ws.next("joined", "error")
+            assert reply["type"] == "joined", reply
+            assert reply["room"]["publisher"]["id"] == state["publisher"]["id"], reply
+        finally:
+            await ws.close()
+        ws = await WsClient.connect(http, b.base)
+        try:
+            await ws.send({"type": "watch", "room": "elsewhere"})
+            await ws.next("room-state")
             await ws.send({"type": "join", "room": "wide", "name": "ann"})
             error = await ws.next("error", "joined")
             assert error["code"] == "room-elsewhere" and error["node"] == a.base, error
@@ -366,3 +378,33 @@ async def test_a_viewer_of_a_room_on_a_dead_node_gets_a_clear_error(cluster: Clu
         assert (status, json.loads(body)["error"]) == (404, "no-publisher"), body
     finally:
         await publisher.kill()
+
+
+@pytest.mark.parametrize("cluster", ["three"], indirect=True)
+async def test_participants_join_a_room_through_any_node(cluster: Cluster) -> None:
+    """A room of participants homed on a: bob joins through b and carol through c (their
+    sockets carried on to a); they see each other, chat, and bob receives alice's camera."""
+    a, b, c = (cluster.nodes[n] for n in ("a", "b", "c"))
+    http = cluster.http
+    alice = await Participant.join(http, a.base, "meet", "alice")
+    bob = carol = None
+    try:
+        bob = await Participant.join(http, b.base, "meet", "bob")
+        carol = await Participant.join(http, c.base, "meet", "carol")
+        names = {p["name"] for p in carol.joined["room"]["participants"]}
+        assert names == {"alice", "bob", "carol"}, carol.joined
+        await bob.client.send({"type": "chat", "text": "hello from b"})
+        said = await carol.client.next("chat", timeout=10)
+        assert (said["text"], said["from"]) == ("hello from b", bob.id), said
+        (camera,) = await alice.add_tracks([(NumberedVideoTrack(320, 240), "camera")])
+        await bob.watch(camera, "video")
+        await wait_for(lambda: len(bob.received[camera].numbers) > 15, timeout=20)
+        assert bob.received[camera].numbers == sorted(bob.received[camera].numbers)
+        described = await cluster.get("b", "/api/cluster")
+        assert described["signal_relays"] == 1
+        nodes = {n["id"]: n["rooms"] for n in described["nodes"]}
+        assert nodes["a"] == ["meet"] and nodes["b"] == nodes["c"] == []
+    finally:
+        for participant in (alice, bob, carol):
+            if participant is not None:
+                await participant.close()

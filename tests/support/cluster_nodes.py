@@ -86,11 +86,11 @@ async def start_node(
 @contextlib.asynccontextmanager
 async def cluster_of(tmp_path: Path, variant: str = "relay") -> AsyncIterator[Cluster]:
     """Nodes a and b: "relay" (the default), "redirect" (no relays), "capped" (b serves
-    one viewer at most); or a, b and c: "tree" (a feeds one relay at most)."""
+    one viewer at most); or a, b and c: "three", "tree" (a feeds one relay at most)."""
     redis = await start_redis(tmp_path)
     cluster = Cluster(redis, {}, aiohttp.ClientSession())
     try:
-        for name in ("a", "b", "c") if variant == "tree" else ("a", "b"):
+        for name in ("a", "b", "c") if variant in ("tree", "three") else ("a", "b"):
             cap = 1 if variant == "capped" and name == "b" else 0
             relays = 1 if variant == "tree" and name == "a" else 0
             relay = variant != "redirect"
