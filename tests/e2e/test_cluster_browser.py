@@ -1,5 +1,6 @@
-"""The web app on a cluster: Chromium's watch page at node b shows a stream published at
-node a (the home's events reach b over Redis; b serves it through its relay)."""
+"""The web app on a cluster of three: Chromium's watch pages at nodes b and c show a stream
+published at node a (the home's events reach them over Redis; each serves it through its
+relay)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
 
 async def test_watch_page_on_another_node(browser: Browser, tmp_path: Path) -> None:
-    async with cluster_of(tmp_path) as cluster:
-        a, b = cluster.nodes["a"], cluster.nodes["b"]
+    async with cluster_of(tmp_path, "three") as cluster:
+        a, b, c = (cluster.nodes[n] for n in ("a", "b", "c"))
         context = await browser.new_context()
         try:
             # The page at b first: it waits, and learns of the publisher from a.
@@ -35,12 +36,13 @@ async def test_watch_page_on_another_node(browser: Browser, tmp_path: Path) -> N
                 stats = await watch_stats(page)
                 assert stats["state"] == "connected"
                 assert (stats["width"], stats["height"]) == (640, 360)
-                # A second page at b shares the relay; a serves one viewer.
+                # A second page at b shares the relay; a third at c has its own relay.
                 second = await open_watcher(context, b.base, "across")
                 assert await assert_frames_grow(second, "window.watchStats.framesDecoded") > 0
-                at_a, at_b = await cluster.room("a", "across"), await cluster.room("b", "across")
-                assert at_a is not None and at_b is not None
-                assert (at_a["subscribers"], at_b["subscribers"]) == (1, 2)
+                third = await open_watcher(context, c.base, "across")
+                assert await assert_frames_grow(third, "window.watchStats.framesDecoded") > 0
+                rooms = [await cluster.room(n, "across") for n in ("a", "b", "c")]
+                assert [r["subscribers"] if r else None for r in rooms] == [2, 2, 1], rooms
             finally:
                 await publisher.close(cluster.http, a.base)
         finally:

@@ -353,6 +353,12 @@ async def test_a_relay_whose_source_dies_is_replaced_under_its_viewers(
         assert stats_c["cluster"]["relays"]["replaced"] == 1, stats_c["cluster"]
         room_c = next(r for r in stats_c["rooms"] if r["room"] == "sturdy")
         assert room_c["takeovers"] == 1 and room_c["subscribers"] == 1
+        # b's viewer lost its node with it; it comes back through c, which has the room.
+        rejoined = await whep_watch(http, c.base, "sturdy")
+        try:
+            await wait_for(lambda: len(rejoined.received.numbers) > 15, timeout=20)
+        finally:
+            await rejoined.close(http, c.base)
     finally:
         await at_b.close()
         if at_c is not None:
