@@ -45,6 +45,7 @@ class ServerSettings:
     trusted_proxies: list[str] = field(default_factory=list)
     drain_timeout_s: float = 10.0
     max_viewers: int = 0
+    max_cpu: float = 0.0
     workers: int = 1
 
 
@@ -325,6 +326,7 @@ def _validate(config: Config) -> None:
     check(0 <= s.drain_timeout_s <= 3600, "server.drain_timeout_s", "must be 0-3600")
     check(s.max_viewers >= 0, "server.max_viewers", "must not be negative (0: no cap)")
     check(0 <= s.workers <= 256, "server.workers", "must be 0 (one per core) to 256")
+    check(0 <= s.max_cpu <= 64, "server.max_cpu", "must be 0 (no cap) to 64 (cores)")
     for i, server in enumerate(config.ice.servers):
         check(bool(server.urls), f"ice.servers[{i}].urls", "must list at least one URL")
         for url in server.urls:

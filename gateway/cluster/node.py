@@ -44,6 +44,9 @@ def spare(node: NodeInfo) -> float:
     """Viewers a node can still take, by its last heartbeat (inf: no cap; 0: none)."""
     if node.load.get("draining"):
         return 0.0
+    max_cpu = float(node.load.get("max_cpu") or 0)
+    if max_cpu and float(node.load.get("cpu") or 0) >= max_cpu:
+        return 0.0
     cap = int(node.load.get("max_viewers") or 0)
     if not cap:
         return float("inf")

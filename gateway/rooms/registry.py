@@ -18,6 +18,7 @@ from ..drain import Drain
 from ..errors import GatewayError, bad_request, not_found
 from ..limits.admission import Admission
 from ..limits.buckets import RateLimit
+from ..limits.cpu import CpuMeter
 from ..processing.rendition import Rendition
 from ..processing.renditions import Renditions
 from .chat import chat_message
@@ -47,6 +48,7 @@ class Registry:
         self.config = config
         self.policy = policy or AccessPolicy(config.auth)
         self.admission = Admission(config.limits)
+        self.cpu = CpuMeter()  # server.max_cpu
         # Shut down on a signal: no new sessions (publish, subscribe, join) meanwhile.
         self.drain = Drain(config.server.drain_timeout_s)
         self.rooms: dict[str, Room] = {}
@@ -533,6 +535,15 @@ class Registry:
         self.renditions.close()
         self.rooms.clear()
 
+    def full(self) -> str | None:
+        """Why this node takes no more viewers (server.max_viewers, max_cpu), if it does not."""
+        server = self.config.server
+        if server.max_viewers and self.viewers() >= server.max_viewers:
+            return f"this gateway serves its maximum of {server.max_viewers} viewers"
+        if server.max_cpu and self.cpu.share() >= server.max_cpu:
+            return f"this gateway uses more than {server.max_cpu:g} of a core"
+        return None
+
     def viewers(self) -> int:
         return sum(len(room.subscribers) for room in self.rooms.values())
 
@@ -543,6 +554,8 @@ class Registry:
             "sessions": len(self.sessions),
             "viewers": self.viewers(),
             "max_viewers": self.config.server.max_viewers,
+            "cpu": round(self.cpu.share(), 3),
+            "max_cpu": self.config.server.max_cpu,
             # Other nodes' relays fed from here, against cluster.max_relays.
             "relays_out": sum(1 for s in self.sessions.values() if s.feeds_relay),
             "max_relays": self.config.cluster.max_relays,
@@ -550,19 +563,17 @@ class Registry:
         }
 
     async def _place_viewer(self) -> None:
-        """A new viewer where there is room: here under server.max_viewers, else (307) the
-        cluster node with the most room left, else 503."""
-        cap = self.config.server.max_viewers
-        if not cap or self.viewers() < cap:
+        """A new viewer where there is room: here under server.max_viewers and max_cpu,
+        else (307) the cluster node with the most room left, else 503."""
+        why = self.full()
+        if why is None:
             return
         self.admission.refuse("viewers")
         if self.cluster is not None:
             node = await self.cluster.roomiest()
             if node is not None:
                 raise GatewayFull(node)
-        raise GatewayError(
-            503, "gateway-full", f"this gateway serves its maximum of {cap} viewers", 5
-        )
+        raise GatewayError(503, "gateway-full", why, 5)
 
     def _cluster_stats(self) -> dict[str, Any] | None:
         if self.cluster is None or self.relays is None:

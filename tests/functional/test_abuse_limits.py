@@ -202,3 +202,26 @@ async def test_a_gateway_at_its_viewer_cap_turns_new_viewers_away(
     finally:
         await viewer.close(gateway.http, gateway.base)
         await publisher.close(gateway.http, gateway.base)
+
+
+async def test_a_gateway_past_its_cpu_cap_turns_new_viewers_away(
+    gateway: RunningGateway, gateway_config: Config
+) -> None:
+    publisher = await whip_publish(
+        gateway.http, gateway.base, "busy", [NumberedVideoTrack(320, 240)]
+    )
+    viewer = await whep_watch(gateway.http, gateway.base, "busy", kinds=("video",))
+    try:
+        await wait_for(lambda: len(viewer.received.numbers) > 30)  # a second of work
+        gateway_config.server.max_cpu = 0.001  # read per request: any forwarding exceeds it
+        offer = await offer_sdp("recvonly")
+        status, body, headers = await call(gateway, "POST", "/whep/busy", data=offer, headers=SDP)
+        assert (status, body["error"]) == (503, "gateway-full"), body
+        assert "of a core" in body["message"] and headers["Retry-After"] == "5"
+        assert gateway.registry.load()["cpu"] > 0.001
+        gateway_config.server.max_cpu = 0  # no cap: the next viewer is served
+        again = await whep_watch(gateway.http, gateway.base, "busy", kinds=("video",))
+        await again.close(gateway.http, gateway.base)
+    finally:
+        await viewer.close(gateway.http, gateway.base)
+        await publisher.close(gateway.http, gateway.base)
