@@ -43,7 +43,7 @@ class Relays:
         self._room_for = room_for  # the registry's get_or_create_room
         self._track = track  # the registry's session bookkeeping
         self._http: aiohttp.ClientSession | None = None
-        self._pulling: dict[str, asyncio.Future[Room]] = {}
+        self._pulling: dict[str, asyncio.Future[Room | None]] = {}
         self._lingering: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -57,16 +57,11 @@ class Relays:
         pending = self._pulling.get(name)
         if pending is not None:
             return await asyncio.shield(pending)  # a relay for it is being made: share it
-        home = await self._node.home(name)
-        if home is None:
-            return None
-        if not self._config.cluster.relay:
-            raise RoomElsewhere(name, home)
-        future: asyncio.Future[Room] = asyncio.get_running_loop().create_future()
+        # Registered before the first await: viewers arriving together share one relay.
+        future: asyncio.Future[Room | None] = asyncio.get_running_loop().create_future()
         self._pulling[name] = future
         try:
-            source = await self._node.source(name, home)
-            room = await self._pull(name, source.url)
+            room = await self._copy(name)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: a lone caller must not leave it unobserved
@@ -76,6 +71,15 @@ class Relays:
             return room
         finally:
             del self._pulling[name]
+
+    async def _copy(self, name: str) -> Room | None:
+        home = await self._node.home(name)
+        if home is None:
+            return None
+        if not self._config.cluster.relay:
+            raise RoomElsewhere(name, home)
+        source = await self._node.source(name, home)
+        return await self._pull(name, source.url)
 
     async def _pull(self, name: str, origin: str) -> Room:
         room = self._room_for(name)

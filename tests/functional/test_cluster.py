@@ -414,3 +414,24 @@ async def test_participants_join_a_room_through_any_node(cluster: Cluster) -> No
         for participant in (alice, bob, carol):
             if participant is not None:
                 await participant.close()
+
+
+async def test_viewers_arriving_together_share_one_relay(cluster: Cluster) -> None:
+    """Several viewers at b at the same moment, before b has the room: one relay is made,
+    and every viewer is served by it."""
+    a, b = cluster.nodes["a"], cluster.nodes["b"]
+    http = cluster.http
+    publisher = await whip_publish(
+        http, a.base, "burst", [NumberedVideoTrack(320, 240), ToneTrack()]
+    )
+    viewers = await asyncio.gather(*(whep_watch(http, b.base, "burst") for _ in range(4)))
+    try:
+        await wait_for(lambda: all(len(v.received.numbers) > 15 for v in viewers), timeout=30)
+        stats_b = await cluster.get("b", "/api/stats")
+        assert stats_b["cluster"]["relays"]["made"] == 1, stats_b["cluster"]
+        assert await room_subscribers(cluster, "a", "burst") == 1
+        assert await room_subscribers(cluster, "b", "burst") == 4
+    finally:
+        for viewer in viewers:
+            await viewer.close(http, b.base)
+        await publisher.close(http, a.base)
