@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -185,14 +186,15 @@ class Channel:
         it (the client's peer connection is then with that node); else room-elsewhere."""
         if self.sessions or self.watching or self.registry.cluster is None:
             raise elsewhere
-        relay = SignalRelay(self.send, self._relay_closed)
+        relay = SignalRelay(self._from_home, self._relay_closed)
         try:
             await relay.open(
                 elsewhere.node.url,
                 self.query,
                 self.forward_headers,
-                self._auth_texts,
-                json.dumps(message.fields),
+                replay=self._auth_texts,
+                first=json.dumps(message.fields),
+                max_msg_size=self.registry.config.server.max_body_bytes,
             )
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise GatewayError(
@@ -200,6 +202,11 @@ class Channel:
             ) from exc
         self.relay = relay
         self.registry.cluster.signal_relays += 1
+
+    async def _from_home(self, text: str) -> None:
+        # Through the outbox, in order with what this node sends the client itself.
+        with contextlib.suppress(ValueError):
+            self.send(json.loads(text))
 
     def _relay_closed(self) -> None:
         if not self.closed and self._relay_end is None:

@@ -4,7 +4,6 @@ request routed to the worker process its room lives on; media goes to the worker
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -18,6 +17,7 @@ from multidict import CIMultiDict
 from redis.asyncio import Redis
 
 from ..cluster.directory import Directory
+from ..cluster.signal_relay import SignalRelay
 from ..config import Config
 
 logger = logging.getLogger(__name__)
@@ -296,52 +296,45 @@ class Front:
 
 
 class _Bridge:
-    """One client socket and its upstream socket at a worker."""
+    """One client socket and its upstream socket at a worker (a SignalRelay)."""
 
     def __init__(self, front: Front, request: web.Request, client: web.WebSocketResponse) -> None:
         self.front = front
         self.request = request
         self.client = client
-        self.upstream: aiohttp.ClientWebSocketResponse | None = None
+        self.relay: SignalRelay | None = None
         self.worker: Worker | None = None
-        self._pump: asyncio.Task[None] | None = None
         self._auth: list[str] = []  # replayed on a move
         self._bound = False
+        self._closing: asyncio.Task[bool] | None = None
 
-    async def _connect(self, worker: Worker, replay: bool) -> None:
+    async def _connect(self, worker: Worker, replay: list[str] | None) -> None:
         headers = self.front._headers(self.request)
         for name in ("Sec-WebSocket-Key", "Sec-WebSocket-Version", "Sec-WebSocket-Extensions"):
             headers.popall(name, None)
-        upstream = await self.front.http.ws_connect(
-            worker.base + self.request.path_qs,
-            headers=headers,
+        relay = SignalRelay(self.client.send_str, self._upstream_closed, self.front.http)
+        await relay.open(
+            worker.base,
+            self.request.query_string,
+            headers,
+            replay=replay,
             max_msg_size=self.front.config.server.max_body_bytes,
         )
-        if replay:
-            await _skip(upstream, "hello")
-            for text in self._auth:
-                await upstream.send_str(text)
-                await _skip(upstream, "authenticated", "error")
-        self.upstream, self.worker = upstream, worker
-        self._pump = asyncio.ensure_future(self._to_client(upstream))
+        self.relay, self.worker = relay, worker
 
-    async def _to_client(self, upstream: aiohttp.ClientWebSocketResponse) -> None:
-        async for message in upstream:
-            if message.type == WSMsgType.TEXT:
-                await self.client.send_str(message.data)
-            elif message.type == WSMsgType.BINARY:
-                await self.client.send_bytes(message.data)
+    def _upstream_closed(self) -> None:
         # The worker closed its side (going away, an auth timeout): so does the client's.
-        await self.client.close(code=upstream.close_code or 1000)
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self.client.close())
 
     async def run(self) -> None:
-        await self._connect(await self.front.router.least_loaded(), replay=False)
+        await self._connect(await self.front.router.least_loaded(), replay=None)
         async for message in self.client:
             if message.type != WSMsgType.TEXT:
                 continue
             await self._route(message.data)
-            assert self.upstream is not None
-            await self.upstream.send_str(message.data)
+            assert self.relay is not None
+            await self.relay.send(message.data)
 
     async def _route(self, text: str) -> None:
         if self._bound:
@@ -362,32 +355,11 @@ class _Bridge:
             return
         home = await self.front.router.home(room)
         if home is not None and home is not self.worker:
-            await self._move(home)
-
-    async def _move(self, worker: Worker) -> None:
-        old, pump = self.upstream, self._pump
-        if pump is not None:
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump
-        if old is not None:
-            await old.close()
-        await self._connect(worker, replay=True)
+            # Nothing stateful happened at the first worker: start again at the home.
+            if self.relay is not None:
+                await self.relay.close()
+            await self._connect(home, replay=self._auth)
 
     async def close(self) -> None:
-        if self._pump is not None:
-            self._pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pump
-        if self.upstream is not None:
-            await self.upstream.close()
-
-
-async def _skip(upstream: aiohttp.ClientWebSocketResponse, *types: str) -> None:
-    """Reads (and drops) what the worker sends until a message of one of ``types``."""
-    while True:
-        message = await asyncio.wait_for(upstream.receive(), 10)
-        if message.type != WSMsgType.TEXT:
-            raise ConnectionError("the worker closed the socket")
-        if json.loads(message.data).get("type") in types:
-            return
+        if self.relay is not None:
+            await self.relay.close()
