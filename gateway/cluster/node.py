@@ -21,23 +21,28 @@ from .events import ClusterEvents
 logger = logging.getLogger(__name__)
 
 
-class RoomElsewhere(GatewayError):
-    """The room is homed on another node: a WHIP/WHEP client is redirected there (307,
-    RFC 9725 4.5), a WebSocket client told where it is."""
+class ToNode(GatewayError):
+    """Another node serves this request: a WHIP/WHEP client is redirected there (307, RFC
+    9725 4.5), a WebSocket client told where it is (``node`` in the error)."""
+
+    def __init__(self, code: str, message: str, node: NodeInfo) -> None:
+        super().__init__(307, code, message)
+        self.node = node
+        self.redirect_base = node.url.rstrip("/")
+
+
+class RoomElsewhere(ToNode):
+    """The room is homed on another node."""
 
     def __init__(self, room: str, node: NodeInfo) -> None:
-        super().__init__(307, "room-elsewhere", f"room {room!r} is on node {node.id}")
-        self.node = node
-        self.redirect_base = node.url.rstrip("/")
+        super().__init__("room-elsewhere", f"room {room!r} is on node {node.id}", node)
 
 
-class GatewayFull(GatewayError):
-    """This node has its maximum of viewers: the viewer is sent (307) to one with room."""
+class GatewayFull(ToNode):
+    """This node takes no more viewers: the viewer is sent to one with room."""
 
     def __init__(self, node: NodeInfo) -> None:
-        super().__init__(307, "gateway-full", f"this gateway is full; node {node.id} has room")
-        self.node = node
-        self.redirect_base = node.url.rstrip("/")
+        super().__init__("gateway-full", f"this gateway is full; node {node.id} has room", node)
 
 
 def spare(node: NodeInfo) -> float:
