@@ -16,7 +16,7 @@ from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
 from redis.asyncio import Redis
 
-from ..cluster.directory import Directory
+from ..cluster.directory import Directory, NodeInfo
 from ..cluster.signal_relay import SignalRelay
 from ..config import Config
 
@@ -29,6 +29,7 @@ _HOP = frozenset(
         "upgrade", "content-length", "host",
     }
 )  # fmt: skip
+NODES_CACHE_S = 0.25
 MAX_REDIRECTS = 3  # workers send a request on (room-elsewhere, gateway-full) at most so often
 RESOURCES = 100_000  # WHIP/WHEP session URLs remembered, least recently used forgotten
 # Messages that say which room a socket is for (its worker is picked by the first of them).
@@ -82,6 +83,7 @@ class Router:
         )
         self._resources: OrderedDict[str, Worker] = OrderedDict()
         self._heartbeat_s = config.cluster.heartbeat_s
+        self._nodes_cache: tuple[float, list[NodeInfo]] | None = None
         # Requests sent to each worker since its last heartbeat could count them (bounded).
         self._sent: deque[tuple[float, Worker]] = deque(maxlen=10_000)
         self._recent: Counter[int] = Counter()
@@ -95,10 +97,18 @@ class Router:
         worker = self._by_node.get(node_id) if node_id else None
         return worker if worker is not None and worker.alive() else None
 
+    async def nodes(self) -> list[NodeInfo]:
+        """The workers' heartbeats, read at most every NODES_CACHE_S: they change only every
+        heartbeat_s, and every routed request and socket asks for them."""
+        now = time.monotonic()
+        if self._nodes_cache is None or now - self._nodes_cache[0] > NODES_CACHE_S:
+            self._nodes_cache = (now, await self.directory.nodes())
+        return self._nodes_cache[1]
+
     async def least_loaded(self) -> Worker:
         """Fewest sessions by the heartbeats, plus what the front sent each worker since
         (a heartbeat is up to heartbeat_s old: without them, a burst lands on one worker)."""
-        loads = {n.id: n.load for n in await self.directory.nodes()}
+        loads = {n.id: n.load for n in await self.nodes()}
         running = [w for w in self.workers if w.alive()]
         live = [w for w in running if w.node_id in loads] or running
         if not live:
@@ -272,7 +282,7 @@ class Front:
         return web.json_response({"status": "ok", "workers": len(self.router.workers)})
 
     async def readyz(self, request: web.Request) -> web.Response:
-        live = {n.id for n in await self.router.directory.nodes() if not n.load.get("draining")}
+        live = {n.id for n in await self.router.nodes() if not n.load.get("draining")}
         ready = [w.index for w in self.router.workers if w.node_id in live and w.alive()]
         status = 200 if ready else 503
         return web.json_response(
