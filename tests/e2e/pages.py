@@ -43,6 +43,34 @@ async function post(url, sdp) {
 """
 
 
+# Chromium's camera and microphone over WHIP from page JavaScript: ``codec`` (or null: every
+# codec) for video, with its RTX too when ``rtx``. Sets window.whip, returns the Location.
+WHIP_PUBLISH = (
+    "async ({room, width, height, codec, rtx}) => {"
+    + GATHERED
+    + """
+  const stream = await navigator.mediaDevices.getUserMedia({
+    video: {width: {exact: width}, height: {exact: height}}, audio: true,
+  });
+  // Keep the resolution under CPU pressure (see start_publisher).
+  stream.getVideoTracks()[0].contentHint = "detail";
+  const pc = new RTCPeerConnection({iceServers: []});
+  for (const track of stream.getTracks()) {
+    const transceiver = pc.addTransceiver(track, {direction: "sendonly", streams: [stream]});
+    if (codec && track.kind === "video") {
+      const names = [`video/${codec.toLowerCase()}`, ...(rtx ? ["video/rtx"] : [])];
+      transceiver.setCodecPreferences(RTCRtpSender.getCapabilities("video").codecs.filter(
+        (c) => names.includes(c.mimeType.toLowerCase())));
+    }
+  }
+  const {location, answer} = await post(`/whip/${room}`, await gathered(pc));
+  await pc.setRemoteDescription({type: "answer", sdp: answer});
+  window.whip = {pc, location};
+  return location;
+}"""
+)
+
+
 async def open_page(
     context: BrowserContext, url: str, name: str, setup: Callable[[Page], None] | None = None
 ) -> Page:

@@ -19,33 +19,9 @@ from tests.support.peers import wait_for
 
 from .conftest import CAMERA_HEIGHT, CAMERA_WIDTH
 from .frame_reader import CLOSE, WATCH, watch_state
-from .pages import GATHERED, open_page, wait_js
+from .pages import WHIP_PUBLISH, open_page, wait_js
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(90)]
-
-# Camera and microphone over WHIP; only ``codec`` (and its rtx) offered for video.
-PUBLISH = (
-    "async ({room, width, height, codec}) => {"
-    + GATHERED
-    + """
-  const stream = await navigator.mediaDevices.getUserMedia({
-    video: {width: {exact: width}, height: {exact: height}}, audio: true,
-  });
-  // Keep the resolution under CPU pressure (see tests/e2e/pages.py start_publisher).
-  stream.getVideoTracks()[0].contentHint = "detail";
-  const pc = new RTCPeerConnection({iceServers: []});
-  for (const track of stream.getTracks()) {
-    const transceiver = pc.addTransceiver(track, {direction: "sendonly", streams: [stream]});
-    if (track.kind === "video") {
-      transceiver.setCodecPreferences(RTCRtpSender.getCapabilities("video").codecs.filter(
-        (c) => [`video/${codec.toLowerCase()}`, "video/rtx"].includes(c.mimeType.toLowerCase())));
-    }
-  }
-  const {location, answer} = await post(`/whip/${room}`, await gathered(pc));
-  await pc.setRemoteDescription({type: "answer", sdp: answer});
-  window.whip = {pc, location};
-}"""
-)
 
 
 @pytest.mark.parametrize("codec", ["VP8", "H264"])
@@ -56,7 +32,8 @@ async def test_gstreamer_viewer_decodes_chromium_publisher(
     context = await browser.new_context()
     page = await open_page(context, f"{gateway.base}/", f"whip {codec}")
     await page.evaluate(
-        PUBLISH, {"room": room, "width": CAMERA_WIDTH, "height": CAMERA_HEIGHT, "codec": codec}
+        WHIP_PUBLISH,
+        {"room": room, "width": CAMERA_WIDTH, "height": CAMERA_HEIGHT, "codec": codec, "rtx": True},
     )
     await wait_js(page, "window.whip.pc.connectionState === 'connected'")
     await wait_for(

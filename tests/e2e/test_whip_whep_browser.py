@@ -9,34 +9,9 @@ from tests.conftest import RunningGateway
 from tests.support.peers import whep_watch
 
 from .conftest import CAMERA_HEIGHT, CAMERA_WIDTH
-from .pages import GATHERED, assert_frames_grow, open_page, poll, wait_js
+from .pages import GATHERED, WHIP_PUBLISH, assert_frames_grow, open_page, poll, wait_js
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(90)]
-
-WHIP_PUBLISH = (
-    "async ({room, width, height, codec}) => {"
-    + GATHERED
-    + """
-  const stream = await navigator.mediaDevices.getUserMedia({
-    video: {width: {exact: width}, height: {exact: height}}, audio: true,
-  });
-  // Keep the resolution under CPU pressure (see tests/e2e/pages.py start_publisher).
-  stream.getVideoTracks()[0].contentHint = "detail";
-  const pc = new RTCPeerConnection({iceServers: []});
-  for (const track of stream.getTracks()) {
-    const transceiver = pc.addTransceiver(track, {direction: "sendonly", streams: [stream]});
-    if (codec && track.kind === "video") {
-      const wanted = RTCRtpSender.getCapabilities("video").codecs.filter(
-        (c) => c.mimeType.toLowerCase() === `video/${codec.toLowerCase()}`);
-      transceiver.setCodecPreferences(wanted);
-    }
-  }
-  const {location, answer} = await post(`/whip/${room}`, await gathered(pc));
-  await pc.setRemoteDescription({type: "answer", sdp: answer});
-  window.whip = {pc, location};
-  return location;
-}"""
-)
 
 WHEP_WATCH = (
     "async ({room}) => {"
