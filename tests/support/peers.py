@@ -83,6 +83,8 @@ class Received:
     sizes: set[tuple[int, int]] = field(default_factory=set)
     arrival: list[float] = field(default_factory=list)
     unreadable: int = 0  # frames whose number did not check (degraded pictures)
+    # len(numbers) when each unreadable frame arrived: where a decoded frame's number is unknown
+    unreadable_at: list[int] = field(default_factory=list)
     audio_frames: int = 0
     audio_peak: int = 0
     first_frame_at: float | None = None
@@ -120,6 +122,7 @@ async def _consume(track: MediaStreamTrack, received: Received, read: bool) -> N
                 number = read_frame_number(frame)
                 if number is None:
                     received.unreadable += 1
+                    received.unreadable_at.append(len(received.numbers))
                 else:
                     received.numbers.append(number)
                 received.arrival.append(now)
