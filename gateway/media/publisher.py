@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-from aiortc import RTCRtpReceiver
 from aiortc.clock import current_ntp_time
 
 from . import tap
-from .assembler import FrameAssembler
+from .feed import FEED_COUNTERS, Feed
 from .forwarder import Forwarder
 from .frames import EncodedFrame, OutgoingFrame, vp8_resolution
 from .keyframes import KeyframeRequester
-from .nack import NackScheduler
 from .subscriber import Subscriber
 
 logger = logging.getLogger(__name__)
@@ -27,26 +24,15 @@ logger = logging.getLogger(__name__)
 AUDIO_CLOCK_RATES = {"opus": 48000, "pcmu": 8000, "pcma": 8000, "g722": 8000}
 VIDEO_CLOCK_RATE = 90000
 
-# Per-receiver counters kept in stats across a takeover (summed over every receiver).
-_RECEIVER_TOTALS = (
-    "frames_decoded",
-    "packets_late",
-    "nacks_sent",
-    "nack_retries",
-    "retransmissions_received",
-    "frames_unrepaired",
-    "tap_errors",
-)
-
 
 class Publisher:
-    """Receives one track's encoded frames from aiortc and forwards them.
+    """Receives one track's encoded frames from its Feed and forwards them.
 
     Each frame is packetized once (RTP payloads shared by all subscribers, its
     timestamp made relative to the first frame): no decode, no encode, no
     per-viewer copy or packetization.
 
-    The track outlives the receiver feeding it: when its publisher's connection is gone
+    The track outlives the feed feeding it: when its publisher's connection is gone
     (``detach``), a returning publisher's receiver can take it over (``rebind``), and
     every viewer, rendition and sink of it carries on with the same track, its timeline
     continued by the wall-clock time in between.
@@ -56,7 +42,7 @@ class Publisher:
         self,
         kind: str,
         codec: str,
-        receiver: RTCRtpReceiver,
+        feed: Feed,
         keyframe_interval_s: float,
         source: str = "",
         owner: str = "",
@@ -82,8 +68,7 @@ class Publisher:
         self._last_pts = 0
         self.paused_at: float | None = None  # detached, waiting for a successor
         self.takeovers = 0
-        self._retired = dict.fromkeys(_RECEIVER_TOTALS, 0)
-        self._pli_tasks: set[asyncio.Task[None]] = set()
+        self._retired = dict.fromkeys(FEED_COUNTERS, 0)
         self._on_close: list[Callable[[], None]] = []
         self.started_at = time.monotonic()
         self.frames_in = 0
@@ -94,41 +79,37 @@ class Publisher:
         self.closed = False
         # Windowed ingest numbers (bitrate, fps, loss, jitter, feedback), set by media/ingest.py.
         self.ingest_stats: Callable[[], dict[str, Any]] | None = None
-        self._receiver: RTCRtpReceiver | None = None
-        self._assembler = FrameAssembler(codec, kind)
-        self._nacks = tap.NackCount()
-        self._nack_scheduler = NackScheduler()
-        self._bind(receiver)
+        self._feed: Feed | None = None
+        self._bind(feed)
 
-    def _bind(self, receiver: RTCRtpReceiver) -> None:
-        """Take frames from ``receiver`` (before it starts: the ``track`` event)."""
-        self._receiver = receiver
-        self._assembler = FrameAssembler(self.codec, self.kind)
-        tap.tap_receiver(receiver, self._assembler, self.on_frames)
-        self._nacks = tap.count_nacks(receiver)
-        self._nack_scheduler = NackScheduler()
-        if self.kind == "video":
-            tap.replace_nack_generator(receiver, self._nack_scheduler)
+    def _bind(self, feed: Feed) -> None:
+        self._feed = feed
+        # Frames of a feed this track has left (a late batch) are not taken.
+        feed.start(lambda frames: self._from(feed, frames))
+
+    def _from(self, feed: Feed, frames: list[EncodedFrame]) -> None:
+        if feed is self._feed:
+            self.on_frames(frames)
 
     def detach(self) -> None:
         """The publisher's connection is gone but the track is kept for a successor:
         viewers keep their subscriptions and wait (nothing is sent meanwhile)."""
-        if self.closed or self._receiver is None:
+        if self.closed or self._feed is None:
             return
-        for key, value in self._receiver_counters().items():
+        for key, value in self._feed_counters().items():
             self._retired[key] += value
-        self._receiver = None
+        self._feed = None
         self._ssrc = None
         self.ingest_stats = None
         self.keyframes.close()
         self.paused_at = time.monotonic()
 
-    def rebind(self, receiver: RTCRtpReceiver, owner: str) -> None:
-        """A returning publisher's receiver feeds this track from now on. Its first
-        frame continues the timeline; viewers resume at its first keyframe."""
+    def rebind(self, feed: Feed, owner: str) -> None:
+        """A returning publisher's (or a new relay's) feed feeds this track from now on.
+        Its first frame continues the timeline; viewers resume at its first keyframe."""
         if self.closed:
             raise RuntimeError("a closed track cannot be taken over")
-        if self._receiver is not None:
+        if self._feed is not None:
             self.detach()
         now = time.monotonic()
         paused_s = now - (self.paused_at if self.paused_at is not None else now)
@@ -138,7 +119,7 @@ class Publisher:
         self.paused_at = None
         self.owner = owner
         self.takeovers += 1
-        self._bind(receiver)
+        self._bind(feed)
         # Deltas of the new encoder mean nothing after the old one's frames.
         self.forwarder.gap()
         if self.kind == "video":
@@ -153,7 +134,7 @@ class Publisher:
             self._deliver(frame)
 
     def _deliver(self, frame: EncodedFrame) -> None:
-        if self.closed or self._receiver is None:
+        if self.closed or self._feed is None:
             return
         if self._ssrc is None:
             self._ssrc = frame.ssrc
@@ -200,11 +181,9 @@ class Publisher:
         return self.forwarder.subscribe(self.kind, max_backlog, self.keyframes.request, self)
 
     def _send_pli(self) -> bool:
-        if self._ssrc is None or self._receiver is None or self.closed:
+        if self._ssrc is None or self._feed is None or self.closed:
             return False
-        task = asyncio.ensure_future(tap.send_pli(self._receiver, self._ssrc))
-        self._pli_tasks.add(task)
-        task.add_done_callback(self._pli_tasks.discard)
+        self._feed.request_keyframe(self._ssrc)
         return True
 
     def on_close(self, callback: Callable[[], None]) -> None:
@@ -233,20 +212,11 @@ class Publisher:
             self.forwarder.gap()
             self.keyframes.request()
 
-    def _receiver_counters(self) -> dict[str, int]:
-        """The current receiver's share of the _RECEIVER_TOTALS (0 while detached)."""
-        receiver = self._receiver
-        if receiver is None:
-            return dict.fromkeys(_RECEIVER_TOTALS, 0)
-        return {
-            "frames_decoded": tap.frames_decoded(receiver),
-            "packets_late": self._assembler.packets_late,
-            "nacks_sent": self._nacks.sequence_numbers,
-            "nack_retries": self._nack_scheduler.retries,
-            "retransmissions_received": tap.retransmissions_received(receiver),
-            "frames_unrepaired": self._assembler.frames_skipped,
-            "tap_errors": tap.tap_errors(receiver),
-        }
+    def _feed_counters(self) -> dict[str, int]:
+        """The current feed's share of the FEED_COUNTERS (0 while detached)."""
+        if self._feed is None:
+            return dict.fromkeys(FEED_COUNTERS, 0)
+        return self._feed.counters()
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -261,8 +231,8 @@ class Publisher:
         elapsed = max(time.monotonic() - self.started_at, 1e-6)
         subscribers = self.forwarder.subscribers
         sent = self.forwarder.totals()
-        current = self._receiver_counters()
-        received = {key: self._retired[key] + current[key] for key in _RECEIVER_TOTALS}
+        current = self._feed_counters()
+        received = {key: self._retired[key] + current.get(key, 0) for key in FEED_COUNTERS}
         return {
             "id": self.id,
             "kind": self.kind,

@@ -27,6 +27,7 @@ from ..config import Config
 from ..errors import GatewayError, bad_request, not_found
 from ..limits.buckets import RateLimit
 from ..media import tap
+from ..media.feed import ReceiverFeed
 from ..media.ingest import IngestControl
 from ..media.liveness import Liveness
 from ..media.publisher import Publisher
@@ -344,19 +345,23 @@ class Session:
                 )
                 if adopted is not None:
                     self._adopt.remove(adopted)
-                    adopted.rebind(transceiver.receiver, owner=self.public_id)
+                    adopted.rebind(self._feed(transceiver, kind, codec), owner=self.public_id)
                     self.published[mid] = adopted
                     self._announced.add(adopted.id)  # the room knows it already
                 else:
                     self.published[mid] = Publisher(
                         kind,
                         codec,
-                        transceiver.receiver,
+                        self._feed(transceiver, kind, codec),
                         self._config.media.keyframe_request_interval_ms / 1000,
                         source=source,
                         owner=self.public_id,
                     )
                 self._ingest.attach(transceiver, self.published[mid])
+
+    @staticmethod
+    def _feed(transceiver: RTCRtpTransceiver, kind: str, codec: str) -> ReceiverFeed:
+        return ReceiverFeed(transceiver.receiver, codec, kind)
 
     async def _answer(self, offer: str, description: SessionDescription) -> str:
         first = next((m for m in description.media if m.ice is not None), None)

@@ -7,6 +7,7 @@ import pytest
 
 from gateway.config import MediaSettings
 from gateway.errors import GatewayError
+from gateway.media.feed import ReceiverFeed
 from gateway.media.publisher import Publisher
 from gateway.rooms import negotiation
 from gateway.signaling.sdp import parse_offer
@@ -16,7 +17,7 @@ from .test_sdp import aiortc_offer, loopback_only  # noqa: F401 (an autouse fixt
 
 
 def track(kind: str, codec: str) -> Publisher:
-    return Publisher(kind, codec, receiver(kind), 0.5)
+    return Publisher(kind, codec, ReceiverFeed(receiver(kind), codec, kind), 0.5)
 
 
 async def test_a_publish_offer_publishes_camera_and_microphone() -> None:

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from aiortc import RTCCertificate, RTCDtlsTransport, RTCIceGatherer, RTCIceTransport, RTCRtpReceiver
 
+from gateway.media.feed import ReceiverFeed
 from gateway.media.frames import EncodedFrame
 from gateway.media.publisher import Publisher
 
@@ -26,7 +27,7 @@ def frame(timestamp: int, keyframe: bool = False, ssrc: int = 1) -> EncodedFrame
 
 
 async def test_a_successor_continues_sequence_and_timeline() -> None:
-    publisher = Publisher("video", "VP8", receiver(), 0.5)
+    publisher = Publisher("video", "VP8", ReceiverFeed(receiver(), "VP8", "video"), 0.5)
     subscriber = publisher.subscribe(100_000)
     output = FakeOutput()
     subscriber.start(output)  # type: ignore[arg-type]
@@ -39,7 +40,7 @@ async def test_a_successor_continues_sequence_and_timeline() -> None:
     publisher.on_frames([frame(10000)])  # a late frame of the old receiver: dropped
     assert len(output.packets()) == len(before)
     await asyncio.sleep(0.2)
-    publisher.rebind(receiver(), owner="successor")
+    publisher.rebind(ReceiverFeed(receiver(), "VP8", "video"), owner="successor")
     assert not publisher.paused and publisher.owner == "successor"
     # The new encoder's stream: its own SSRC and timestamps; deltas wait for its keyframe.
     publisher.on_frames([frame(500_000, ssrc=2)])
@@ -57,14 +58,14 @@ async def test_a_successor_continues_sequence_and_timeline() -> None:
 
 
 async def test_audio_timeline_moves_on_in_its_clock_rate() -> None:
-    publisher = Publisher("audio", "opus", receiver("audio"), 0.5)
+    publisher = Publisher("audio", "opus", ReceiverFeed(receiver("audio"), "opus", "audio"), 0.5)
     subscriber = publisher.subscribe(100_000)
     output = FakeOutput()
     subscriber.start(output)  # type: ignore[arg-type]
     publisher.on_frames([frame(0), frame(960)])
     publisher.detach()
     await asyncio.sleep(0.1)
-    publisher.rebind(receiver("audio"), owner="successor")
+    publisher.rebind(ReceiverFeed(receiver("audio"), "opus", "audio"), owner="successor")
     publisher.on_frames([frame(77_777, ssrc=2)])  # audio needs no keyframe
     sent = output.packets()
     step = (sent[2].timestamp - sent[1].timestamp) & 0xFFFFFFFF
@@ -72,7 +73,7 @@ async def test_audio_timeline_moves_on_in_its_clock_rate() -> None:
 
 
 async def test_a_closed_track_cannot_be_taken_over() -> None:
-    publisher = Publisher("video", "VP8", receiver(), 0.5)
+    publisher = Publisher("video", "VP8", ReceiverFeed(receiver(), "VP8", "video"), 0.5)
     publisher.close()
     with pytest.raises(RuntimeError):
-        publisher.rebind(receiver(), owner="late")
+        publisher.rebind(ReceiverFeed(receiver(), "VP8", "video"), owner="late")
