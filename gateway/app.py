@@ -154,6 +154,7 @@ def create_app(config: Config, policy: AccessPolicy | None = None) -> web.Applic
             node = ClusterNode(config.cluster, registry.load)
             await node.start()  # an unreachable Redis stops the start
             registry.join_cluster(node)
+            await registry.serve_pipe()  # cluster.pipe_dir: other local nodes pull from it
         yield
         await recordings.close()
         # Shutdown: every peer connection closes, every subscriber is told.

@@ -198,6 +198,7 @@ class ClusterSettings:
     relay_linger_s: float = 5.0
     max_relays: int = 0
     key_prefix: str = "gw:"
+    pipe_dir: str = ""  # "": no frame pipe; a directory shared by this machine's nodes
 
 
 @dataclass
@@ -544,6 +545,11 @@ def _validate_cluster(c: ClusterSettings, workers: int = 1) -> None:
     check(c.node_ttl_s >= 2 * c.heartbeat_s, "node_ttl_s", "must be at least twice heartbeat_s")
     check(0 <= c.relay_linger_s <= 600, "relay_linger_s", "must be 0-600")
     check(c.max_relays >= 0, "max_relays", "must not be negative (0: no cap)")
+    check(
+        not c.pipe_dir or (c.pipe_dir.startswith("/") and len(c.pipe_dir) <= 80),
+        "pipe_dir",
+        "an absolute directory path of at most 80 characters (it holds Unix sockets)",
+    )
     check(
         bool(re.fullmatch(r"[A-Za-z0-9:_.-]{1,32}", c.key_prefix)),
         "key_prefix",

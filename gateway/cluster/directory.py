@@ -61,11 +61,13 @@ class NodeInfo:
     started_at: float
     seen_at: float  # wall clock of its last heartbeat
     load: dict[str, Any]
+    pipe: str = ""  # its frame pipe's Unix socket, when it has one (cluster.pipe_dir)
 
     def describe(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "url": self.url,
+            "pipe": self.pipe or None,
             "started_at": self.started_at,
             "seen_s_ago": round(max(0.0, time.time() - self.seen_at), 3),
             "load": self.load,
@@ -102,6 +104,7 @@ class Directory:
                 key,
                 mapping={
                     "url": node.url,
+                    "pipe": node.pipe,
                     "started_at": str(node.started_at),
                     "seen_at": str(node.seen_at),
                     "load": json.dumps(node.load),
@@ -208,4 +211,5 @@ def _node(node_id: str, fields: dict[Any, Any]) -> NodeInfo:
         started_at=float(values.get("started_at", 0)),
         seen_at=float(values.get("seen_at", 0)),
         load=json.loads(values.get("load", "{}")),
+        pipe=values.get("pipe", ""),
     )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import secrets
 import socket
 import time
 from collections.abc import Callable, Collection
+from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
@@ -66,6 +68,12 @@ def _relay_room(node: NodeInfo) -> float:
     return cap - float(node.load.get("relays_out") or 0)
 
 
+def pipe_path(directory: str, node_id: str) -> str:
+    """A node's frame pipe socket: named by a digest of its id, so that any id fits in a
+    Unix socket path (108 bytes at most)."""
+    return str(Path(directory) / f"{hashlib.sha256(node_id.encode()).hexdigest()[:16]}.sock")
+
+
 class ClusterNode:
     """Registers this node in the Directory every ``heartbeat_s`` with its load, keeps the
     rooms it homes alive there, and releases them (and itself) when it closes. A node that
@@ -75,6 +83,8 @@ class ClusterNode:
         self.settings = settings
         self.id = settings.node_id or f"{socket.gethostname()}-{secrets.token_hex(3)}"
         self.url = settings.advertise_url.rstrip("/")
+        # Other nodes of this machine pull rooms homed here over this Unix socket.
+        self.pipe = pipe_path(settings.pipe_dir, self.id) if settings.pipe_dir else ""
         self._load = load
         self._redis: Redis = Redis.from_url(
             settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
@@ -93,7 +103,14 @@ class ClusterNode:
         self.on_lost: Callable[[str], None] | None = None
 
     def info(self) -> NodeInfo:
-        return NodeInfo(self.id, self.url, self.started_at, time.time(), self._load())
+        return NodeInfo(self.id, self.url, self.started_at, time.time(), self._load(), self.pipe)
+
+    def can_pipe(self, node: NodeInfo) -> bool:
+        """Whether ``node`` can be pulled over the frame pipe: both have one, in the same
+        directory (nodes of one machine sharing cluster.pipe_dir, a front's workers)."""
+        if not self.pipe or not node.pipe or node.id == self.id:
+            return False
+        return Path(node.pipe).parent == Path(self.pipe).parent
 
     async def start(self) -> None:
         """The first heartbeat: a Redis that cannot be reached stops the start."""

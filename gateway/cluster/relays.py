@@ -15,7 +15,9 @@ from ..auth.minting import mint
 from ..auth.principal import Principal
 from ..config import Config
 from ..errors import GatewayError
+from .directory import NodeInfo
 from .node import ClusterNode, RoomElsewhere
+from .pipe_relay import PipeRelaySession
 from .relay import RELAY, RelaySession
 
 if TYPE_CHECKING:
@@ -48,6 +50,7 @@ class Relays:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self.made = 0
+        self.piped = 0  # of those, pulled over the frame pipe
         self.failed = 0
         self.replaced = 0  # relays that took over a lost one's tracks and viewers
 
@@ -79,11 +82,15 @@ class Relays:
         if not self._config.cluster.relay:
             raise RoomElsewhere(name, home)
         source = await self._node.source(name, home)
-        return await self._pull(name, source.url)
+        return await self._pull(name, source)
 
-    async def _pull(self, name: str, origin: str) -> Room:
+    async def _pull(self, name: str, source: NodeInfo) -> Room:
         room = self._room_for(name)
-        session = RelaySession(room, RELAY, self._config, RELAY, owner=self._principal())
+        # A source on this machine (its frame pipe in our pipe directory) is pulled over
+        # the pipe; any other over WebRTC, as a WHEP viewer of it.
+        piped = self._node.can_pipe(source)
+        kind = PipeRelaySession if piped else RelaySession
+        session = kind(room, RELAY, self._config, RELAY, owner=self._principal())
         self._track(session)
         held = room.held
         try:
@@ -91,18 +98,28 @@ class Relays:
             # with their viewers): the same kinds and codecs are expected from the source.
             planned = [(p.kind, p.codec) for p in held.tracks] if held is not None else None
             room.claim_publisher(session, planned)
-            await session.pull(self._client(), origin, self._token(name), self._node.id)
+            if isinstance(session, PipeRelaySession):
+                await session.pull_pipe(source.pipe, source.url, self._token(name))
+            else:
+                await session.pull(self._client(), source.url, self._token(name), self._node.id)
         except BaseException:
             self.failed += 1
             await session.close("relay-failed")
             raise
         room.announce_publisher()
         self.made += 1
+        self.piped += piped
         if held is not None:
             self.replaced += 1
         await self._node.add_copy(name)  # others may pull from this copy (a relay tree)
         session.on_close(lambda closed: self._relay_closed(name, closed))
-        logger.info("relaying room %s from %s (%d track(s))", name, origin, len(session.publishers))
+        logger.info(
+            "relaying room %s from %s over %s (%d track(s))",
+            name,
+            source.url,
+            "the frame pipe" if piped else "WebRTC",
+            len(session.publishers),
+        )
         return room
 
     def _relay_closed(self, name: str, session: Session) -> None:
@@ -128,7 +145,7 @@ class Relays:
                     room.end_kept()
                     return
                 source = await self._node.source(name, home, exclude={lost})
-                await self._pull(name, source.url)
+                await self._pull(name, source)
                 logger.info(
                     "room %s: relay from %s replaced by one from %s", name, lost, source.url
                 )
@@ -186,6 +203,7 @@ class Relays:
     def stats(self) -> dict[str, Any]:
         return {
             "made": self.made,
+            "piped": self.piped,
             "failed": self.failed,
             "replaced": self.replaced,
             "lingering": len(self._lingering),

@@ -190,6 +190,11 @@ class Publisher:
         """Run ``callback`` when the track ends (renditions of it stop with it)."""
         self._on_close.append(callback)
 
+    def remove_on_close(self, callback: Callable[[], None]) -> None:
+        """Forget ``callback`` (its owner ended before the track)."""
+        if callback in self._on_close:
+            self._on_close.remove(callback)
+
     def close(self) -> None:
         if self.closed:
             return

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..auth.principal import LOCAL, Caller, Principal
 from ..cluster.node import ClusterNode, GatewayFull
+from ..cluster.pipe_server import PipeServer
 from ..cluster.relays import Relays
 from ..config import Config
 from ..drain import Drain
@@ -63,6 +64,7 @@ class Registry:
         # A node of a cluster (cluster.redis_url): rooms homed across nodes, relays.
         self.cluster: ClusterNode | None = None
         self.relays: Relays | None = None
+        self.pipe: PipeServer | None = None  # this node's frame pipe (cluster.pipe_dir)
         # Processed tracks (named pipelines), shared by every session that asks.
         self.renditions = Renditions(config)
         self.renditions.on_event = self._rendition_event
@@ -76,6 +78,12 @@ class Registry:
         )
         self.on_release.append(lambda room: node.release_soon(room.name))
         node.on_lost = self._room_moved
+
+    async def serve_pipe(self) -> None:
+        """Serve this node's rooms to the other nodes of its pipe directory, if it has one."""
+        if self.cluster is not None and self.cluster.pipe:
+            self.pipe = PipeServer(self.cluster.pipe, self)
+            await self.pipe.start()
 
     def _room_moved(self, name: str) -> None:
         """Another node is ``name``'s home now: what this node has of it ends."""
@@ -528,6 +536,8 @@ class Registry:
 
     async def close(self) -> None:
         await self.close_sessions()
+        if self.pipe is not None:
+            await self.pipe.close()
         if self.relays is not None:
             await self.relays.close()
         for room in self.rooms.values():
@@ -557,7 +567,8 @@ class Registry:
             "cpu": round(self.cpu.share(), 3),
             "max_cpu": self.config.server.max_cpu,
             # Other nodes' relays fed from here, against cluster.max_relays.
-            "relays_out": sum(1 for s in self.sessions.values() if s.feeds_relay),
+            "relays_out": sum(1 for s in self.sessions.values() if s.feeds_relay)
+            + (self.pipe.links if self.pipe is not None else 0),
             "max_relays": self.config.cluster.max_relays,
             "draining": self.drain.draining,
         }
@@ -583,6 +594,7 @@ class Registry:
             "homed": len(self.cluster.homed),
             "heartbeat_errors": self.cluster.heartbeat_errors,
             "relays": self.relays.stats(),
+            "pipe": self.pipe.stats() if self.pipe is not None else None,
         }
 
     def stats(self) -> dict[str, Any]:

@@ -43,9 +43,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def worker_config(config: Config, spec: WorkerSpec, redis_url: str) -> Config:
+def worker_config(config: Config, spec: WorkerSpec, redis_url: str, pipe_dir: str) -> Config:
     """The front's settings for one worker: on loopback at its own port, a node of the
-    machine's cluster, trusting the front's X-Forwarded-For."""
+    machine's cluster whose rooms the others pull over the frame pipe in ``pipe_dir``,
+    trusting the front's X-Forwarded-For."""
     worker = copy.deepcopy(config)
     worker.server.host = "127.0.0.1"
     worker.server.port = spec.port
@@ -54,6 +55,7 @@ def worker_config(config: Config, spec: WorkerSpec, redis_url: str) -> Config:
     worker.cluster.redis_url = redis_url
     worker.cluster.node_id = spec.node_id
     worker.cluster.advertise_url = spec.base
+    worker.cluster.pipe_dir = pipe_dir
     if not worker.server.max_viewers:
         # One process is one core: past about this many viewers of a 1.5 Mbps stream it
         # lags (bench/results/broadcast.md); further viewers are served by other workers.

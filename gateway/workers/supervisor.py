@@ -51,7 +51,11 @@ async def serve_workers(config: Config) -> int:
     name = config.cluster.node_id or f"{socket.gethostname()}-{secrets.token_hex(3)}"
     specs = [WorkerSpec(i, free_port(), f"{name}-w{i}") for i in range(count)]
     workers = [
-        WorkerProcess(spec, to_yaml(worker_config(config, spec, redis_url)), directory)
+        WorkerProcess(
+            spec,
+            to_yaml(worker_config(config, spec, redis_url, str(directory / "pipes"))),
+            directory,
+        )
         for spec in specs
     ]
     router = Router(

@@ -70,15 +70,20 @@ async def test_viewers_past_a_workers_cap_are_served_by_another(
             for _ in range(50):
                 described = await get(http, f"{front.base}/api/cluster")
                 loads = {n["id"]: n["load"] for n in described["nodes"]}
-                if sorted(load["viewers"] for load in loads.values()) == [1, 2]:
+                if sorted(load["relays_out"] for load in loads.values()) == [0, 1]:
                     break
                 await asyncio.sleep(0.2)
             assert len(loads) == 2, described
             homes = [n for n in described["nodes"] if n["rooms"] == ["wide"]]
             assert len(homes) == 1, described
-            # The home serves the first viewer and the other worker's relay (exempt from the
-            # cap); the other worker serves the second viewer.
-            assert sorted(load["viewers"] for load in loads.values()) == [1, 2], loads
+            # The home serves the first viewer and feeds the other worker, which serves the
+            # second: over the frame pipe (no WebRTC viewer of the home for it).
+            assert sorted(load["viewers"] for load in loads.values()) == [1, 1], loads
+            (home,) = homes
+            assert loads[home["id"]]["relays_out"] == 1, loads
+            (other,) = [n for n in described["nodes"] if n["id"] != home["id"]]
+            stats = await get(http, f"{other['url']}/api/stats")
+            assert stats["cluster"]["relays"]["piped"] == 1, stats["cluster"]
             rooms = (await get(http, f"{front.base}/api/rooms"))["rooms"]
             assert [r["room"] for r in rooms] == ["wide"]  # once, as its home has it
         finally:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +47,7 @@ def node_config(
     relay: bool = True,
     max_viewers: int = 0,
     max_relays: int = 0,
+    pipe_dir: str = "",
 ) -> str:
     return f"""
 server:
@@ -65,6 +68,7 @@ cluster:
   relay: {"true" if relay else "false"}
   relay_linger_s: 1
   max_relays: {max_relays}
+  pipe_dir: "{pipe_dir}"
 """
 
 
@@ -75,29 +79,36 @@ async def start_node(
     relay: bool = True,
     max_viewers: int = 0,
     max_relays: int = 0,
+    pipe_dir: str = "",
 ) -> GatewayProcess:
     port = free_port()
     where = directory / name
     where.mkdir()
-    config = node_config(name, port, redis.url, relay, max_viewers, max_relays)
+    config = node_config(name, port, redis.url, relay, max_viewers, max_relays, pipe_dir)
     return await start_gateway_process(config, where, port=port)
 
 
 @contextlib.asynccontextmanager
 async def cluster_of(tmp_path: Path, variant: str = "relay") -> AsyncIterator[Cluster]:
     """Nodes a and b: "relay" (the default), "redirect" (no relays), "capped" (b serves
-    one viewer at most); or a, b and c: "three", "tree" (a feeds one relay at most)."""
+    one viewer at most), "pipe" (relays over the frame pipe of one machine); or a, b and c:
+    "three", "tree" (a feeds one relay at most), "pipe-tree" (that, over the pipe)."""
     redis = await start_redis(tmp_path)
     cluster = Cluster(redis, {}, aiohttp.ClientSession())
+    # Unix socket paths are short (108 bytes): not under pytest's long tmp_path.
+    pipes = tempfile.mkdtemp(prefix="gw-pipes-") if variant.startswith("pipe") else ""
     try:
-        for name in ("a", "b", "c") if variant in ("tree", "three") else ("a", "b"):
+        three = variant in ("tree", "three", "pipe-tree")
+        for name in ("a", "b", "c") if three else ("a", "b"):
             cap = 1 if variant == "capped" and name == "b" else 0
-            relays = 1 if variant == "tree" and name == "a" else 0
+            relays = 1 if variant in ("tree", "pipe-tree") and name == "a" else 0
             relay = variant != "redirect"
-            cluster.nodes[name] = await start_node(name, redis, tmp_path, relay, cap, relays)
+            cluster.nodes[name] = await start_node(name, redis, tmp_path, relay, cap, relays, pipes)
         yield cluster
     finally:
         for gateway in cluster.nodes.values():
             await gateway.close()
         await cluster.http.close()
         await cluster.redis.stop()  # the one running now (a test may have restarted it)
+        if pipes:
+            shutil.rmtree(pipes, ignore_errors=True)

@@ -19,7 +19,7 @@ def test_a_worker_config_round_trips(tmp_path: Path) -> None:
     front.ice.servers = [IceServer(["stun:stun.example.net:3478"])]
     front.server.cors_origins = ["https://app.example.com"]
     spec = WorkerSpec(2, 40123, "edge-w2")
-    worker = worker_config(front, spec, "unix:///run/gw/redis.sock")
+    worker = worker_config(front, spec, "unix:///run/gw/redis.sock", "/run/gw/pipes")
     path = tmp_path / "worker.yaml"
     path.write_text(to_yaml(worker))
     loaded = load(path, environ={})
@@ -35,6 +35,7 @@ def test_a_worker_config_round_trips(tmp_path: Path) -> None:
         "edge-w2",
         "http://127.0.0.1:40123",
     )
+    assert loaded.cluster.pipe_dir == "/run/gw/pipes"
     assert loaded.server.max_viewers == WORKER_VIEWERS  # the front had no cap
     assert loaded.auth.keys == front.auth.keys and loaded.ice.servers == front.ice.servers
     assert front.server.workers == 4 and front.server.host == "0.0.0.0"  # untouched
@@ -43,5 +44,5 @@ def test_a_worker_config_round_trips(tmp_path: Path) -> None:
 def test_a_front_cap_is_each_workers(tmp_path: Path) -> None:
     front = Config()
     front.server.max_viewers = 40
-    worker = worker_config(front, WorkerSpec(0, 40000, "w0"), "redis://127.0.0.1/0")
+    worker = worker_config(front, WorkerSpec(0, 40000, "w0"), "redis://127.0.0.1/0", "/run/p")
     assert worker.server.max_viewers == 40
