@@ -46,6 +46,7 @@ class ServerSettings:
     drain_timeout_s: float = 10.0
     max_viewers: int = 0
     max_cpu: float = 0.0
+    max_egress_mbps: float = 0.0
     workers: int = 1
 
 
@@ -328,6 +329,11 @@ def _validate(config: Config) -> None:
     check(s.max_viewers >= 0, "server.max_viewers", "must not be negative (0: no cap)")
     check(0 <= s.workers <= 256, "server.workers", "must be 0 (one per core) to 256")
     check(0 <= s.max_cpu <= 64, "server.max_cpu", "must be 0 (no cap) to 64 (cores)")
+    check(
+        0 <= s.max_egress_mbps <= 400_000,
+        "server.max_egress_mbps",
+        "must be 0 (no cap) to 400000",
+    )
     for i, server in enumerate(config.ice.servers):
         check(bool(server.urls), f"ice.servers[{i}].urls", "must list at least one URL")
         for url in server.urls:
@@ -524,6 +530,11 @@ def _validate_cluster(c: ClusterSettings, workers: int = 1) -> None:
         if not ok:
             raise ConfigError(f"cluster.{key}: {message}")
 
+    check(
+        not c.pipe_dir or (c.pipe_dir.startswith("/") and len(c.pipe_dir) <= 80),
+        "pipe_dir",
+        "an absolute directory path of at most 80 characters (it holds Unix sockets)",
+    )
     if not c.redis_url:
         return
     check(
@@ -545,11 +556,6 @@ def _validate_cluster(c: ClusterSettings, workers: int = 1) -> None:
     check(c.node_ttl_s >= 2 * c.heartbeat_s, "node_ttl_s", "must be at least twice heartbeat_s")
     check(0 <= c.relay_linger_s <= 600, "relay_linger_s", "must be 0-600")
     check(c.max_relays >= 0, "max_relays", "must not be negative (0: no cap)")
-    check(
-        not c.pipe_dir or (c.pipe_dir.startswith("/") and len(c.pipe_dir) <= 80),
-        "pipe_dir",
-        "an absolute directory path of at most 80 characters (it holds Unix sockets)",
-    )
     check(
         bool(re.fullmatch(r"[A-Za-z0-9:_.-]{1,32}", c.key_prefix)),
         "key_prefix",

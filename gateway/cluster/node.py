@@ -54,6 +54,9 @@ def spare(node: NodeInfo) -> float:
     max_cpu = float(node.load.get("max_cpu") or 0)
     if max_cpu and float(node.load.get("cpu") or 0) >= max_cpu:
         return 0.0
+    max_egress = float(node.load.get("max_egress_mbps") or 0)
+    if max_egress and float(node.load.get("egress_mbps") or 0) >= max_egress:
+        return 0.0
     cap = int(node.load.get("max_viewers") or 0)
     if not cap:
         return float("inf")

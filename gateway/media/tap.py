@@ -143,6 +143,7 @@ class RtpOutput:
         self._ice = self._dtls.transport._connection
         self._connected = self._dtls.state == "connected"
         self._dtls.on("statechange", self._dtls_state_changed)
+        self.bytes_sent = 0  # SRTP bytes handed to the socket (retransmissions included)
 
     def _dtls_state_changed(self) -> None:
         self._connected = self._dtls.state == "connected"
@@ -159,6 +160,7 @@ class RtpOutput:
         pair = self._ice._nominated.get(1)
         if pair is not None and pair.protocol.transport is not None:
             pair.protocol.transport.sendto(protected, pair.remote_addr)
+            self.bytes_sent += len(protected)
 
     def backlog(self) -> int:
         """Bytes queued in user space because the socket would block."""

@@ -19,7 +19,7 @@ from ..drain import Drain
 from ..errors import GatewayError, bad_request, not_found
 from ..limits.admission import Admission
 from ..limits.buckets import RateLimit
-from ..limits.cpu import CpuMeter
+from ..limits.meter import RateMeter
 from ..processing.rendition import Rendition
 from ..processing.renditions import Renditions
 from .chat import chat_message
@@ -49,11 +49,13 @@ class Registry:
         self.config = config
         self.policy = policy or AccessPolicy(config.auth)
         self.admission = Admission(config.limits)
-        self.cpu = CpuMeter()  # server.max_cpu
+        self.cpu = RateMeter()  # server.max_cpu
         # Shut down on a signal: no new sessions (publish, subscribe, join) meanwhile.
         self.drain = Drain(config.server.drain_timeout_s)
         self.rooms: dict[str, Room] = {}
         self.sessions: dict[str, Session] = {}
+        self._egress_retired = 0  # bytes sent by sessions that have closed
+        self.egress = RateMeter(self._egress_bytes)  # server.max_egress_mbps
         # Watchers (WS `watch`) of rooms that do not exist yet: a watch never creates a
         # room. Bounded by sockets x limits.max_watched_rooms.
         self._waiting: dict[str, set[EventListener]] = {}
@@ -509,7 +511,8 @@ class Registry:
         session.on_close(self._forget)
 
     def _forget(self, session: Session) -> None:
-        self.sessions.pop(session.id, None)
+        if self.sessions.pop(session.id, None) is not None:
+            self._egress_retired += session.egress_bytes
         self.release_if_idle(session.room)
 
     def release_if_idle(self, room: Room) -> None:
@@ -550,9 +553,19 @@ class Registry:
         server = self.config.server
         if server.max_viewers and self.viewers() >= server.max_viewers:
             return f"this gateway serves its maximum of {server.max_viewers} viewers"
-        if server.max_cpu and self.cpu.share() >= server.max_cpu:
+        if server.max_cpu and self.cpu.rate() >= server.max_cpu:
             return f"this gateway uses more than {server.max_cpu:g} of a core"
+        if server.max_egress_mbps and self.egress_mbps() >= server.max_egress_mbps:
+            return f"this gateway sends more than {server.max_egress_mbps:g} Mbps"
         return None
+
+    def _egress_bytes(self) -> float:
+        live = sum(session.egress_bytes for session in self.sessions.values())
+        return float(self._egress_retired + live)
+
+    def egress_mbps(self) -> float:
+        """Media this node sent over the last second (every viewer and relay), in Mbps."""
+        return self.egress.rate() * 8 / 1e6
 
     def viewers(self) -> int:
         return sum(len(room.subscribers) for room in self.rooms.values())
@@ -564,8 +577,10 @@ class Registry:
             "sessions": len(self.sessions),
             "viewers": self.viewers(),
             "max_viewers": self.config.server.max_viewers,
-            "cpu": round(self.cpu.share(), 3),
+            "cpu": round(self.cpu.rate(), 3),
             "max_cpu": self.config.server.max_cpu,
+            "egress_mbps": round(self.egress_mbps(), 3),
+            "max_egress_mbps": self.config.server.max_egress_mbps,
             # Other nodes' relays fed from here, against cluster.max_relays.
             "relays_out": sum(1 for s in self.sessions.values() if s.feeds_relay)
             + (self.pipe.links if self.pipe is not None else 0),

@@ -129,6 +129,11 @@ class Session:
         return [p for p in self.published.values() if not p.closed]
 
     @property
+    def egress_bytes(self) -> int:
+        """Media bytes (SRTP) this session has sent to its remote end."""
+        return sum(slot.output.bytes_sent for slot in self.slots.values() if slot.output)
+
+    @property
     def subscribers(self) -> list[Subscriber]:
         return [s.subscriber for s in self.slots.values() if s.subscriber is not None]
 

@@ -11,8 +11,8 @@ import pytest
 
 from gateway.config import Config, LimitSettings
 from tests.conftest import RunningGateway, loopback_config
-from tests.support.media import NumberedVideoTrack
-from tests.support.peers import wait_for, whep_watch, whip_publish
+from tests.support.media import NumberedVideoTrack, ToneTrack
+from tests.support.peers import Viewer, wait_for, whep_watch, whip_publish
 from tests.support.requests import SDP, call, offer_sdp
 from tests.support.signaling import WsClient
 
@@ -223,5 +223,45 @@ async def test_a_gateway_past_its_cpu_cap_turns_new_viewers_away(
         again = await whep_watch(gateway.http, gateway.base, "busy", kinds=("video",))
         await again.close(gateway.http, gateway.base)
     finally:
+        await viewer.close(gateway.http, gateway.base)
+        await publisher.close(gateway.http, gateway.base)
+
+
+async def received_bytes(viewer: Viewer) -> int:
+    """Bytes the viewer's DTLS transport received: the media, and some DTLS and RTCP."""
+    report = await viewer.pc.getStats()
+    return sum(s.bytesReceived for s in report.values() if s.type == "transport")
+
+
+async def test_a_gateway_past_its_egress_cap_turns_new_viewers_away(
+    gateway: RunningGateway, gateway_config: Config
+) -> None:
+    publisher = await whip_publish(
+        gateway.http, gateway.base, "wide", [NumberedVideoTrack(320, 240), ToneTrack()]
+    )
+    viewer = await whep_watch(gateway.http, gateway.base, "wide")
+    try:
+        await wait_for(lambda: len(viewer.received.numbers) > 60)  # two seconds of media
+        # What the gateway counts as sent (SRTP media) is what arrived, but for the DTLS
+        # handshake and RTCP (a few kB), and what was in flight between the two readings.
+        arrived = await received_bytes(viewer)
+        sent = gateway.registry._egress_bytes()
+        assert sent > 10_000 and sent - 6_000 <= arrived <= sent + 10_000, (arrived, sent)
+        mbps = gateway.registry.egress_mbps()
+        assert mbps > 0.02 and gateway.registry.load()["egress_mbps"] > 0.02, mbps
+        gateway_config.server.max_egress_mbps = 0.01  # read per request: below what it sends
+        offer = await offer_sdp("recvonly")
+        status, body, headers = await call(gateway, "POST", "/whep/wide", data=offer, headers=SDP)
+        assert (status, body["error"]) == (503, "gateway-full"), body
+        assert "Mbps" in body["message"] and headers["Retry-After"] == "5"
+        # Its viewer gone, the node sends nothing: after a second the next viewer is served.
+        await viewer.close(gateway.http, gateway.base)
+        await asyncio.sleep(2.2)
+        assert gateway.registry.egress_mbps() < 0.01
+        again = await whep_watch(gateway.http, gateway.base, "wide")
+        await wait_for(lambda: len(again.received.numbers) > 5)
+        await again.close(gateway.http, gateway.base)
+    finally:
+        gateway_config.server.max_egress_mbps = 0
         await viewer.close(gateway.http, gateway.base)
         await publisher.close(gateway.http, gateway.base)

@@ -585,3 +585,13 @@ def test_no_cluster_needs_no_redis(tmp_path: Path) -> None:
 
 def test_a_negative_viewer_cap_is_refused(tmp_path: Path) -> None:
     assert error_of(tmp_path, "server:\n  max_viewers: -1\n").startswith("server.max_viewers")
+
+
+def test_a_negative_egress_cap_is_refused(tmp_path: Path) -> None:
+    message = error_of(tmp_path, "server:\n  max_egress_mbps: -1\n")
+    assert message.startswith("server.max_egress_mbps")
+
+
+def test_a_relative_or_long_pipe_dir_is_refused(tmp_path: Path) -> None:
+    assert "pipe_dir" in error_of(tmp_path, "cluster:\n  pipe_dir: pipes\n")
+    assert "pipe_dir" in error_of(tmp_path, f"cluster:\n  pipe_dir: /{'p' * 90}\n")
