@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from ..cluster.directory import Directory, NodeInfo
 from ..cluster.signal_relay import SignalRelay
 from ..config import Config
+from . import stats as worker_stats
 
 logger = logging.getLogger(__name__)
 
@@ -181,6 +182,7 @@ class Front:
         app.router.add_route("OPTIONS", "/whip/{room}", self.any_worker)
         app.router.add_route("OPTIONS", "/whep/{room}", self.any_worker)
         app.router.add_get("/api/rooms", self.rooms)
+        app.router.add_get("/api/stats", self.stats)
         app.router.add_route("*", "/api/rooms/{room}", self.room_request)
         app.router.add_route("*", "/api/rooms/{room}/{rest:.*}", self.room_request)
         app.router.add_route("*", "/api/sessions/{session}", self.session_anywhere)
@@ -277,6 +279,28 @@ class Front:
                 if homes.get(room["room"], worker.node_id) == worker.node_id:
                     merged.append(room)
         return web.json_response({"rooms": merged})
+
+    async def stats(self, request: web.Request) -> web.Response:
+        """Every running worker's /api/stats summed (each worker checks the caller's token);
+        workers that did not answer (being started again) are listed as missing."""
+        answered: list[tuple[int, str, dict[str, Any]]] = []
+        missing: list[int] = []
+        for worker in self.router.workers:
+            if not worker.alive():
+                missing.append(worker.index)
+                continue
+            try:
+                response = await self.forward(request, worker)
+            except (aiohttp.ClientError, OSError):
+                missing.append(worker.index)
+                continue
+            if response.status != 200:
+                return response  # refused (no token, no grant): as the worker said
+            assert isinstance(response.body, bytes)
+            answered.append((worker.index, worker.node_id, json.loads(response.body)))
+        merged = worker_stats.merge(answered)
+        merged["workers"] = {"answered": [i for i, _, _ in answered], "missing": missing}
+        return web.json_response(merged)
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "workers": len(self.router.workers)})

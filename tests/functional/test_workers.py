@@ -86,6 +86,17 @@ async def test_viewers_past_a_workers_cap_are_served_by_another(
             assert stats["cluster"]["relays"]["piped"] == 1, stats["cluster"]
             rooms = (await get(http, f"{front.base}/api/rooms"))["rooms"]
             assert [r["room"] for r in rooms] == ["wide"]  # once, as its home has it
+            # The front's stats are both workers' summed: the room at its home and as the
+            # other's copy, each with its viewer; every worker's sessions counted.
+            total = await get(http, f"{front.base}/api/stats")
+            assert total["workers"] == {"answered": [0, 1], "missing": []}, total["workers"]
+            by_node = {r["node"]: r for r in total["rooms"]}
+            assert set(by_node) == set(loads), total["rooms"]
+            assert by_node[home["id"]]["copy"] is False and by_node[other["id"]]["copy"] is True
+            assert [r["subscribers"] for r in total["rooms"]] == [1, 1]
+            each = [await get(http, f"{n['url']}/api/stats") for n in described["nodes"]]
+            assert total["sessions"] == sum(s["sessions"] for s in each) >= 4
+            assert [w["worker"] for w in total["cluster"]["workers"]] == [0, 1]
         finally:
             for viewer in viewers:
                 # DELETE through the front, to the worker holding the session.
