@@ -11,7 +11,6 @@ import time
 from ..errors import GatewayError
 from ..media.feed import FrameHandler
 from ..media.frames import EncodedFrame
-from ..media.publisher import Publisher
 from ..rooms.negotiation import DEFAULT_SOURCE
 from . import pipe_wire as wire
 from .relay import RelaySession
@@ -91,34 +90,11 @@ class PipeRelaySession(RelaySession):
             raise GatewayError(502, "relay-failed", f"{origin} sent no tracks")
         self._feeds = tuple(PipeFeed(self, index) for index in range(len(answer.tracks)))
         for index, (info, feed) in enumerate(zip(answer.tracks, self._feeds, strict=True)):
-            self._publish(str(index), info, feed)
+            # Each track becomes a Publisher here, or takes over one the room kept.
+            source = DEFAULT_SOURCE.get(info.kind, "")
+            self.media.publish(str(index), info.kind, info.codec, feed, source)
         self._reading = asyncio.ensure_future(self._read(reader))
         self.connected_at = time.monotonic()
-
-    def _publish(self, mid: str, info: wire.TrackInfo, feed: PipeFeed) -> None:
-        """The track becomes a Publisher here, or takes over one the room kept."""
-        adopted = next(
-            (
-                p
-                for p in self._adopt
-                if p.kind == info.kind and p.codec.lower() == info.codec.lower() and not p.closed
-            ),
-            None,
-        )
-        if adopted is not None:
-            self._adopt.remove(adopted)
-            adopted.rebind(feed, owner=self.public_id)
-            self.published[mid] = adopted
-            self._announced.add(adopted.id)
-            return
-        self.published[mid] = Publisher(
-            info.kind,
-            info.codec,
-            feed,
-            self._config.media.keyframe_request_interval_ms / 1000,
-            source=DEFAULT_SOURCE.get(info.kind, ""),
-            owner=self.public_id,
-        )
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         reason = "relay-lost"

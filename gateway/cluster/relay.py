@@ -73,11 +73,8 @@ class RelaySession(Session):
             if media is None or media.direction != "sendonly":
                 continue  # the room has no track of that kind
             codec = next(c.name for c in media.rtp.codecs if c.name.lower() != "rtx")
-            self._pending[transceiver.receiver] = (
-                media.kind,
-                codec,
-                DEFAULT_SOURCE[media.kind],
-                media.rtp.muxId,
+            self.media.expect_track(
+                transceiver.receiver, media.kind, codec, DEFAULT_SOURCE[media.kind], media.rtp.muxId
             )
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))

@@ -86,7 +86,7 @@ async def switch_pipeline(request: web.Request) -> web.Response:
             "session": session.id,  # the caller's own: it named it in the URL
             "pipeline": pipeline,
             "mids": switched,
-            "receiving": session.receiving(),
+            "receiving": session.media.receiving(),
         }
     )
 
@@ -105,7 +105,7 @@ async def session_media(request: web.Request) -> web.Response:
         {
             **session.describe(),
             "room": session.room.name,
-            "receiving": session.receiving(),
+            "receiving": session.media.receiving(),
             "egress": egress,
             "candidate_pair": tap.selected_pair(session.pc),
         }

@@ -183,7 +183,7 @@ class Registry:
                     Request("publish", room_name, transport, caller.principal, source=source)
                 )
             await self._replace_same_identity(room, session)
-            room.claim_publisher(session, session.planned_codecs(*plan))
+            room.claim_publisher(session, session.media.planned_codecs(*plan))
             answer = await session.accept_publish(offer, plan)
         except BaseException:
             await session.close("rejected")

@@ -240,7 +240,7 @@ class Room:
             if planned is not None and held.fits(planned):
                 self._cancel_hold()
                 self._taking_over = held
-                session.adopt(held.tracks)
+                session.media.adopt(held.tracks)
             else:
                 # Another codec or fewer tracks: the kept stream cannot go on; viewers
                 # end and come back to the new one.

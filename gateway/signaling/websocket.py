@@ -250,7 +250,7 @@ class Channel:
                 "role": session.role,
                 "sdp": sdp.strip_candidates(answer),
                 # Per mid: the track and pipeline (with its rendition id) it receives.
-                "receiving": session.receiving(),
+                "receiving": session.media.receiving(),
             }
         )
         if session.id in self._trickled:
@@ -380,7 +380,7 @@ class Channel:
                 "session": session.id,
                 "pipeline": pipeline,
                 "mids": switched,
-                "receiving": session.receiving(),
+                "receiving": session.media.receiving(),
             }
         )
 
