@@ -14,7 +14,7 @@ import pytest
 
 from gateway.cluster import pipe_wire as wire
 from tests.support.cluster_nodes import Cluster, cluster_of
-from tests.support.media import NumberedVideoTrack, ToneTrack
+from tests.support.media import NumberedVideoTrack, ToneTrack, mean_chroma
 from tests.support.peers import wait_for, whep_watch, whip_publish
 from tests.support.signaling import WsClient
 
@@ -150,6 +150,34 @@ async def test_a_piped_relay_whose_source_dies_is_replaced_under_its_viewers(
         await at_b.close()
         if at_c is not None:
             await at_c.close(http, c.base)
+        await publisher.close(http, a.base)
+
+
+async def test_a_pipeline_runs_on_the_node_its_viewers_are_on(cluster: Cluster) -> None:
+    """A viewer at b through a pipeline: b decodes and processes the piped track itself
+    (the home a only forwards), and the viewer gets processed frames in order."""
+    a, b = cluster.nodes["a"], cluster.nodes["b"]
+    http = cluster.http
+    publisher = await whip_publish(http, a.base, "tinted", [NumberedVideoTrack(320, 240)])
+    viewer = await whep_watch(http, b.base, "tinted", kinds=("video",), pipeline="gray")
+    plain = await whep_watch(http, b.base, "tinted", kinds=("video",))
+    try:
+        await wait_for(lambda: len(viewer.received.numbers) > 30, timeout=30)
+        await wait_for(lambda: len(plain.received.numbers) > 30, timeout=30)
+        numbers = viewer.received.numbers
+        assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
+        assert viewer.received.last_frame is not None and plain.received.last_frame is not None
+        u, v = mean_chroma(viewer.received.last_frame)
+        assert abs(u - 128) < 4 and abs(v - 128) < 4, (u, v)  # processed at b
+        u, v = mean_chroma(plain.received.last_frame)
+        assert abs(u - 90) < 8 and abs(v - 200) < 8, (u, v)  # as published
+        processing_a = (await cluster.get("a", "/api/stats"))["processing"]
+        processing_b = (await cluster.get("b", "/api/stats"))["processing"]
+        assert processing_a["live"] == 0 and processing_b["live"] == 1, processing_b
+        assert (await pipe_of(cluster, "a"))["links"] == 1  # one pull serves both viewers
+    finally:
+        await viewer.close(http, b.base)
+        await plain.close(http, b.base)
         await publisher.close(http, a.base)
 
 
