@@ -65,6 +65,7 @@ class MediaSettings:
     audio_codecs: list[str] = field(default_factory=lambda: ["opus"])
     keyframe_request_interval_ms: int = 500
     viewer_backlog_bytes: int = 262144
+    max_simulcast_layers: int = 3
 
 
 @dataclass
@@ -400,6 +401,11 @@ def _validate(config: Config) -> None:
         "must not be negative",
     )
     check(m.viewer_backlog_bytes >= 1500, "media.viewer_backlog_bytes", "must be at least 1500")
+    check(
+        0 <= m.max_simulcast_layers <= 4,
+        "media.max_simulcast_layers",
+        "must be 0-4 (0 or 1: simulcast offers are received as one stream)",
+    )
     g = config.ingest
     check(20 <= g.feedback_interval_ms <= 500, "ingest.feedback_interval_ms", "must be 20-500")
     bounds = [("ingest", g.max_bitrate_kbps, g.min_bitrate_kbps)]

@@ -42,6 +42,19 @@ class Feed(Protocol):
         """This feed's share of FEED_COUNTERS."""
 
 
+class PliSender:
+    """Sends PLIs for a receiver's remote SSRCs; owns each send until it is done."""
+
+    def __init__(self, receiver: RTCRtpReceiver) -> None:
+        self._receiver = receiver
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def __call__(self, ssrc: int) -> None:
+        task = asyncio.ensure_future(tap.send_pli(self._receiver, ssrc))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
 class ReceiverFeed:
     """A peer connection's receiver: its RTP reassembled into frames in aiortc's jitter
     buffer seat (tap.tap_receiver), NACKs scheduled by us, PLIs sent as RTCP."""
@@ -52,7 +65,7 @@ class ReceiverFeed:
         self._assembler = FrameAssembler(codec, kind)
         self._nacks = tap.NackCount()
         self._nack_scheduler = NackScheduler()
-        self._pli_tasks: set[asyncio.Task[None]] = set()
+        self._send_pli = PliSender(receiver)
 
     def start(self, on_frames: FrameHandler) -> None:
         # Before the receiver starts (aiortc's ``track`` event): no packet is missed.
@@ -62,9 +75,7 @@ class ReceiverFeed:
             tap.replace_nack_generator(self.receiver, self._nack_scheduler)
 
     def request_keyframe(self, ssrc: int) -> None:
-        task = asyncio.ensure_future(tap.send_pli(self.receiver, ssrc))
-        self._pli_tasks.add(task)  # owned until sent
-        task.add_done_callback(self._pli_tasks.discard)
+        self._send_pli(ssrc)
 
     def counters(self) -> dict[str, int]:
         return {

@@ -9,7 +9,6 @@ import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from .assembler import FrameAssembler, RtpLike
 from .feed import FrameHandler
@@ -20,14 +19,6 @@ from .frames import EncodedFrame, vp8_resolution
 STALE_S = 1.0
 # RTP clock of video: the default track's timeline goes on across a layer switch.
 VIDEO_CLOCK_RATE = 90000
-
-
-class LayerPacket(RtpLike, Protocol):
-    """What the router reads of a packet: RTP fields, and the rid aiortc parsed (only the
-    first packets of each SSRC carry it)."""
-
-    @property
-    def rid(self) -> str | None: ...
 
 
 @dataclass
@@ -71,8 +62,10 @@ class LayerRouter:
         if handler in handlers:
             handlers.remove(handler)
 
-    def add(self, packet: LayerPacket, data: bytes, arrival_ms: int) -> None:
-        layer = self._route(packet)
+    def add(self, packet: RtpLike, rid: str | None, data: bytes, arrival_ms: int) -> None:
+        """One depayloaded packet; ``rid`` is its rid header extension, if it had one (only
+        the first packets of each SSRC do)."""
+        layer = self._route(packet, rid)
         if layer is None:
             return
         frames = layer.assembler.add(packet, data, arrival_ms)
@@ -87,8 +80,7 @@ class LayerRouter:
         for handler in list(layer.handlers):
             handler(frames)
 
-    def _route(self, packet: LayerPacket) -> _Layer | None:
-        rid = packet.rid
+    def _route(self, packet: RtpLike, rid: str | None) -> _Layer | None:
         if rid is not None:
             layer = self._layers.get(rid)
             if layer is None:

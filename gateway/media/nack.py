@@ -17,10 +17,25 @@ MAX_TRIES = 6
 MAX_AGE_S = 0.5
 # A jump this large is a restarted stream or a reordering glitch, not loss to repair.
 MAX_GAP = 512
+# SSRCs one receiver keeps NACK state for (simulcast: a few layers).
+MAX_STREAMS = 16
 
 
 class _Packet(Protocol):
     sequence_number: int
+
+
+class NackPolicy(Protocol):
+    """What aiortc's receiver asks of its NACK generator."""
+
+    missing: set[int]
+
+    def add(self, packet: _SsrcPacket) -> bool: ...
+
+
+class _SsrcPacket(Protocol):
+    sequence_number: int
+    ssrc: int
 
 
 class NackScheduler:
@@ -72,3 +87,27 @@ class NackScheduler:
                 due.add(missing)
         self.missing = due
         return bool(due)
+
+
+class SsrcNackSchedulers:
+    """One NackScheduler per SSRC, for a receiver that gets several streams (the layers of
+    a simulcast track): aiortc NACKs ``missing`` for the SSRC of the packet just added."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._schedulers: dict[int, NackScheduler] = {}
+        self.missing: set[int] = set()
+
+    def add(self, packet: _SsrcPacket) -> bool:
+        scheduler = self._schedulers.get(packet.ssrc)
+        if scheduler is None:
+            if len(self._schedulers) >= MAX_STREAMS:
+                self._schedulers.clear()  # a sender cycling SSRCs: forget the old ones
+            scheduler = self._schedulers[packet.ssrc] = NackScheduler(self._clock)
+        due = scheduler.add(packet)
+        self.missing = scheduler.missing
+        return due
+
+    @property
+    def retries(self) -> int:
+        return sum(s.retries for s in self._schedulers.values())

@@ -79,6 +79,10 @@ class Publisher:
         self.closed = False
         # Windowed ingest numbers (bitrate, fps, loss, jitter, feedback), set by media/ingest.py.
         self.ingest_stats: Callable[[], dict[str, Any]] | None = None
+        # A simulcast track: each layer as a track of its own (by rid), for viewers that
+        # pick one, and what the layers are now (rid, SSRC, resolution, flowing).
+        self.layers: dict[str, Publisher] = {}
+        self.layer_info: Callable[[], list[dict[str, Any]]] | None = None
         self._feed: Feed | None = None
         self._bind(feed)
 
@@ -101,6 +105,7 @@ class Publisher:
         self._feed = None
         self._ssrc = None
         self.ingest_stats = None
+        self._end_layers()  # a successor brings layers of its own
         self.keyframes.close()
         self.paused_at = time.monotonic()
 
@@ -195,10 +200,17 @@ class Publisher:
         if callback in self._on_close:
             self._on_close.remove(callback)
 
+    def _end_layers(self) -> None:
+        for layer in self.layers.values():
+            layer.close()
+        self.layers = {}
+        self.layer_info = None
+
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
+        self._end_layers()
         self.keyframes.close()
         for subscriber in self.forwarder.subscribers:
             subscriber.stop()
@@ -224,13 +236,19 @@ class Publisher:
         return self._feed.counters()
 
     def describe(self) -> dict[str, Any]:
-        return {
+        described: dict[str, Any] = {
             "id": self.id,
             "kind": self.kind,
             "codec": self.codec,
             "source": self.source,
             "muted": self.muted,
         }
+        if self.layer_info is not None:
+            described["layers"] = [
+                {"rid": layer["rid"], "resolution": layer["resolution"]}
+                for layer in self.layer_info()
+            ]
+        return described
 
     def stats(self) -> dict[str, Any]:
         elapsed = max(time.monotonic() - self.started_at, 1e-6)
@@ -271,4 +289,14 @@ class Publisher:
             "paused": self.paused,
             "takeovers": self.takeovers,
             "ingest": self.ingest_stats() if self.ingest_stats is not None else None,
+            "layers": self._layer_stats(),
         }
+
+    def _layer_stats(self) -> list[dict[str, Any]] | None:
+        if self.layer_info is None:
+            return None
+        out = []
+        for layer in self.layer_info():
+            track = self.layers.get(str(layer["rid"]))
+            out.append({**layer, "subscribers": len(track.forwarder.subscribers) if track else 0})
+        return out

@@ -12,7 +12,7 @@ import logging
 import queue
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiortc import (
     RTCCertificate,
@@ -35,7 +35,10 @@ from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtpPacket, pack_remb_fci, 
 from .assembler import FrameAssembler
 from .congestion import TRANSPORT_CC_URI
 from .frames import EncodedFrame
-from .nack import NackScheduler
+from .nack import NackPolicy
+
+if TYPE_CHECKING:
+    from .layers import LayerRouter
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +96,64 @@ class _TapBuffer:
             self.errors += 1
             logger.exception("encoded-frame tap failed on an RTP packet")
         return False, None
+
+
+class _LayerTapBuffer:
+    """The jitter buffer's seat for a simulcast receiver: every layer's packets go to the
+    LayerRouter, with the rid aiortc parsed from the header extension (if the packet had
+    one), and are reassembled per layer there."""
+
+    capacity = 0
+
+    def __init__(self, router: LayerRouter) -> None:
+        self._router = router
+        self.errors = 0
+
+    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        try:
+            data: bytes = getattr(packet, "_data", b"")
+            rid = packet.extensions.rtp_stream_id
+            self._router.add(packet, rid, data, int(time.monotonic() * 1000))
+        except Exception:
+            self.errors += 1
+            logger.exception("simulcast tap failed on an RTP packet")
+        return False, None
+
+
+class _LayerRtx(dict[int, int]):
+    """The receiver's RTX SSRC -> media SSRC map, answered from the LayerRouter: simulcast
+    RTX streams are named by the repaired-rid extension, not by a=ssrc-group in SDP."""
+
+    def __init__(self, router: LayerRouter) -> None:
+        super().__init__()
+        self._router = router
+
+    def get(self, key: int, default: Any = None) -> Any:
+        ssrc = self._router.repaired_ssrc(key)
+        return default if ssrc is None else ssrc
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, int) and self._router.repaired_ssrc(key) is not None
+
+
+def tap_layers(receiver: RTCRtpReceiver, router: LayerRouter) -> None:
+    """Route a simulcast receiver's packets to ``router`` (per layer) instead of its one
+    jitter buffer and decoder, and its RTX by repaired rid. Before the receiver starts."""
+    for attr in (_JITTER_BUFFER_ATTR, _DECODER_QUEUE_ATTR, _RTX_SSRC_ATTR):
+        if not hasattr(receiver, attr):
+            raise RuntimeError(f"aiortc internals changed: RTCRtpReceiver has no {attr}")
+    setattr(receiver, _JITTER_BUFFER_ATTR, _LayerTapBuffer(router))
+    setattr(receiver, _DECODER_QUEUE_ATTR, _CountingQueue(getattr(receiver, _DECODER_QUEUE_ATTR)))
+    setattr(receiver, _RTX_SSRC_ATTR, _LayerRtx(router))
+    original = receiver._handle_rtp_packet
+
+    async def handle_rtp_packet(packet: RtpPacket, arrival_time_ms: int) -> None:
+        repaired = packet.extensions.repaired_rtp_stream_id
+        if repaired is not None and not router.knows(packet.ssrc):
+            router.learn_rtx(packet.ssrc, repaired)
+        await original(packet, arrival_time_ms)
+
+    receiver._handle_rtp_packet = handle_rtp_packet  # type: ignore[method-assign]
 
 
 def tap_receiver(receiver: RTCRtpReceiver, assembler: FrameAssembler, sink: FrameSink) -> None:
@@ -244,6 +305,16 @@ def negotiated_feedback(transceiver: RTCRtpTransceiver) -> set[str]:
     return {f.type for f in codecs[0].rtcpFeedback} if codecs else set()
 
 
+def accept_header_extension(transceiver: RTCRtpTransceiver, extension_id: int, uri: str) -> None:
+    """Answer (and parse) an offered header extension aiortc does not list, such as the
+    rid extensions of simulcast; called between setRemoteDescription and createAnswer."""
+    if not hasattr(transceiver, "_headerExtensions"):
+        raise RuntimeError("aiortc internals changed: RTCRtpTransceiver has no _headerExtensions")
+    extensions: list[RTCRtpHeaderExtensionParameters] = transceiver._headerExtensions
+    if not any(e.uri == uri for e in extensions):
+        extensions.append(RTCRtpHeaderExtensionParameters(id=extension_id, uri=uri))
+
+
 def accept_transport_cc(
     transceiver: RTCRtpTransceiver, extension_id: int, payload_types: set[int]
 ) -> None:
@@ -389,7 +460,7 @@ def count_nacks(receiver: RTCRtpReceiver) -> NackCount:
 _NACK_GENERATOR_ATTR = "_RTCRtpReceiver__nack_generator"
 
 
-def replace_nack_generator(receiver: RTCRtpReceiver, generator: NackScheduler) -> None:
+def replace_nack_generator(receiver: RTCRtpReceiver, generator: NackPolicy) -> None:
     """Make ``generator`` decide which packets a video receiver NACKs, and when.
 
     aiortc calls its ``add(packet)`` for every media packet (RTX unwrapped) and, when it

@@ -162,3 +162,18 @@ def check_offer(
                     f"track {track.id} is {track.codec}, which m-line {mid} does not accept "
                     f"(it offers {sdp.offered_codecs(description, m.kind)})",
                 )
+
+
+def layer_of(track: Publisher, layer: str) -> Publisher:
+    """A video track's simulcast layer ``layer`` (a rid); other kinds are as published."""
+    if track.kind != "video":
+        return track
+    chosen = track.layers.get(layer)
+    if chosen is None:
+        raise GatewayError(
+            404,
+            "unknown-layer",
+            f"track {track.id} has no simulcast layer {layer[:32]!r}"
+            + (f" (it has {', '.join(sorted(track.layers))})" if track.layers else ""),
+        )
+    return chosen

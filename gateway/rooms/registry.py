@@ -219,6 +219,7 @@ class Registry:
         caller: Caller = LOCAL,
         pipeline: str | None = None,
         relay: bool = False,
+        layer: str | None = None,
     ) -> tuple[Session, str]:
         """A viewer of the room's stream; ``pipeline`` names a configured pipeline to
         receive the tracks of its kind through. ``relay``: another node's relay, which
@@ -249,7 +250,7 @@ class Registry:
             session.on_close(lambda _: relays.viewer_left(viewed))
         try:
             room.add_subscriber(session)
-            answer = await session.accept_subscribe(offer, room.publishers, pipeline)
+            answer = await session.accept_subscribe(offer, room.publishers, pipeline, layer)
         except BaseException:
             await session.close("rejected")
             raise

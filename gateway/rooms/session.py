@@ -146,11 +146,15 @@ class Session:
         return answer
 
     async def accept_subscribe(
-        self, offer: str, publishers: list[Publisher], pipeline: str | None = None
+        self,
+        offer: str,
+        publishers: list[Publisher],
+        pipeline: str | None = None,
+        layer: str | None = None,
     ) -> str:
         """Receive the room's tracks (WHEP); returns the SDP answer."""
         self._check_open()
-        answer = await self.media.accept_subscribe(offer, publishers, pipeline)
+        answer = await self.media.accept_subscribe(offer, publishers, pipeline, layer)
         self._negotiated()
         return answer
 

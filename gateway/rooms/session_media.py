@@ -16,14 +16,17 @@ from aiortc.sdp import MediaDescription, SessionDescription
 
 from ..config import Config
 from ..errors import GatewayError, bad_request, not_found
-from ..media.feed import Feed, ReceiverFeed
+from ..media import tap
+from ..media.feed import Feed, PliSender, ReceiverFeed
 from ..media.ingest import IngestControl
+from ..media.layers import BestLayerFeed, LayerFeed, LayerRouter
+from ..media.nack import SsrcNackSchedulers
 from ..media.publisher import Publisher
 from ..media.sender_slot import SenderSlot
 from ..media.subscriber import Subscriber
 from ..processing.output import RenditionOutput
 from ..processing.renditions import Renditions
-from ..signaling import sdp
+from ..signaling import sdp, simulcast
 from . import negotiation
 from .negotiation import Negotiation
 
@@ -58,6 +61,9 @@ class SessionMedia:
         # A returning publisher's predecessor's tracks, taken over by kind and codec.
         self._adopt: list[Publisher] = []
         self.remote_ufrag: str | None = None
+        # Published video m-lines that send simulcast: their layers (by mid).
+        self._layers: dict[str, simulcast.Layers] = {}
+        self._offered_layers: dict[str, simulcast.Layers] = {}
         # transport-cc feedback and bitrate bounds for what this session publishes
         self._ingest = IngestControl(config.ingest, room_name)
         pc.on("track", self._on_track)
@@ -91,15 +97,24 @@ class SessionMedia:
         return (await self.negotiate(offer, publish, {}, description)).answer
 
     async def accept_subscribe(
-        self, offer: str, publishers: list[Publisher], pipeline: str | None = None
+        self,
+        offer: str,
+        publishers: list[Publisher],
+        pipeline: str | None = None,
+        layer: str | None = None,
     ) -> str:
         """Receive, per receiving m-line, the first room track of its kind (WHEP); tracks
-        of ``pipeline``'s kind through that pipeline, the others as published."""
+        of ``pipeline``'s kind through that pipeline, the others as published; the video
+        track's simulcast ``layer`` (a rid) if one is named."""
         description = self._parse(offer, "recv")
         processed = self.pipeline_kind(pipeline) if pipeline else None
         subscribe, pipelines = negotiation.received_tracks(
             description, publishers, pipeline, processed
         )
+        if layer is not None:
+            subscribe = {
+                mid: negotiation.layer_of(track, layer) for mid, track in subscribe.items()
+            }
         return (await self.negotiate(offer, {}, subscribe, description, pipelines)).answer
 
     def _parse(self, offer: str, want: str) -> SessionDescription:
@@ -134,6 +149,7 @@ class SessionMedia:
             description = self._parse(offer, "any")
         media = [m for m in description.media if m.kind in negotiation.DEFAULT_SOURCE]
         self._check(media, publish, subscribe, description, pipelines)
+        self._offered_layers = self._simulcast(offer, publish)
         transceivers = {t.mid: t for t in self.pc.getTransceivers() if t.mid is not None}
         result = Negotiation(answer="")
         for m in media:
@@ -155,6 +171,19 @@ class SessionMedia:
         result.published = [p for p in self.publishers if p.id not in self._announced]
         self._announced.update(p.id for p in result.published)
         return result
+
+    def _simulcast(self, offer: str, publish: Mapping[str, str]) -> dict[str, simulcast.Layers]:
+        """The simulcast layers the offer sends on the m-lines it publishes (none when
+        media.max_simulcast_layers is 0 or 1). A known m-line keeps the layers it had."""
+        most = self._config.media.max_simulcast_layers
+        if most < 2:
+            return {}
+        offered = simulcast.offered_layers(offer, most)
+        return {
+            mid: layers
+            for mid, layers in offered.items()
+            if mid in publish and self._layers.get(mid, layers).rids == layers.rids
+        }
 
     def _check(
         self,
@@ -209,6 +238,9 @@ class SessionMedia:
             caps = negotiation.capabilities(m.kind, codec, rtx=True)
             transceiver.setCodecPreferences(caps)
             self.expect_track(transceiver.receiver, m.kind, caps[0].name, source, m.rtp.muxId)
+            layers = self._offered_layers.get(m.rtp.muxId)
+            if layers is not None:
+                self._layers[m.rtp.muxId] = layers
         elif negotiation.direction(m) in negotiation.RECEIVING:
             stale = self.slots.pop(m.rtp.muxId, None)
             if stale is not None:  # never left holding a subscriber (mids are unique)
@@ -283,8 +315,46 @@ class SessionMedia:
         for transceiver in self.pc.getTransceivers():
             if transceiver.receiver.track is track and transceiver.receiver in self._pending:
                 kind, codec, source, mid = self._pending.pop(transceiver.receiver)
-                feed = ReceiverFeed(transceiver.receiver, codec, kind)
-                self._ingest.attach(transceiver, self.publish(mid, kind, codec, feed, source))
+                layers = self._layers.get(mid)
+                if layers is not None:
+                    published = self._publish_layers(transceiver.receiver, mid, codec, source)
+                else:
+                    feed = ReceiverFeed(transceiver.receiver, codec, kind)
+                    published = self.publish(mid, kind, codec, feed, source)
+                self._ingest.attach(transceiver, published)
+
+    def _publish_layers(
+        self, receiver: RTCRtpReceiver, mid: str, codec: str, source: str
+    ) -> Publisher:
+        """A simulcast m-line: its packets split per layer, each layer a track of its own
+        (``layers``, by rid), and the track published on ``mid`` following the best."""
+        rids = self._layers[mid].rids
+        router = LayerRouter(codec, rids)
+        tap.tap_layers(receiver, router)
+        tap.replace_nack_generator(receiver, SsrcNackSchedulers())
+        send_pli = PliSender(receiver)
+        best = BestLayerFeed(router, send_pli)
+        track = self.publish(mid, "video", codec, best, source)
+        interval = self._config.media.keyframe_request_interval_ms / 1000
+        track.layers = {
+            rid: Publisher(
+                "video",
+                codec,
+                LayerFeed(router, rid, send_pli),
+                interval,
+                source=source,
+                owner=self._owner_id,
+            )
+            for rid in rids
+        }
+
+        def info() -> list[dict[str, Any]]:
+            return [
+                {**layer, "followed": layer["rid"] == best.current} for layer in router.describe()
+            ]
+
+        track.layer_info = info
+        return track
 
     def publish(self, mid: str, kind: str, codec: str, feed: Feed, source: str = "") -> Publisher:
         """``feed`` is published on ``mid``: it takes over a kept track of the same kind and
@@ -323,6 +393,7 @@ class SessionMedia:
                 RTCSessionDescription(sdp=sdp.strip_mdns_candidates(offer), type="offer")
             )
             self._ingest.negotiate(description)
+            self._accept_layer_extensions()
             await self.pc.setLocalDescription(await self.pc.createAnswer())
         except GatewayError:
             raise
@@ -331,9 +402,25 @@ class SessionMedia:
                 422, "negotiation-failed", f"the offer cannot be negotiated: {exc}"
             ) from exc
         answer: str = self._ingest.shape_answer(self.pc.localDescription.sdp)
+        answer = simulcast.accept_layers(
+            answer, {mid: self._layers[mid] for mid in self._offered_layers if mid in self._layers}
+        )
         if self._config.ice.announced_address:
             answer = sdp.announce_address(answer, self._config.ice.announced_address)
         return sdp.candidates_once(answer)
+
+    def _accept_layer_extensions(self) -> None:
+        """The rid extensions, so aiortc parses them (and answers them): between
+        setRemoteDescription, which resets each transceiver's list, and createAnswer."""
+        for transceiver in self.pc.getTransceivers():
+            layers = self._layers.get(transceiver.mid or "")
+            if layers is None or transceiver.mid not in self._offered_layers:
+                continue
+            tap.accept_header_extension(transceiver, layers.rid_extension, simulcast.RID_URI)
+            if layers.repaired_extension is not None:
+                tap.accept_header_extension(
+                    transceiver, layers.repaired_extension, simulcast.REPAIRED_RID_URI
+                )
 
     # -- what is received -------------------------------------------------------------------
 

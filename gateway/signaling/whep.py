@@ -22,12 +22,20 @@ async def post(request: web.Request) -> web.Response:
     offer = await read_body(request, SDP_TYPE)
     # ?pipeline=NAME: receive the room's tracks of that pipeline's kind processed by it.
     pipeline = request.query.get("pipeline") or None
+    # ?layer=RID: a simulcast track's layer rather than the best one that flows.
+    layer = request.query.get("layer") or None
     # Another cluster node's relay: with auth on, only its node token makes it one.
     relay = RELAY_HEADER in request.headers and (
         not registry(request).policy.enabled or caller.principal.identity.startswith("node:")
     )
     session, answer = await registry(request).subscribe(
-        request.match_info["room"], offer, "whep", caller, pipeline=pipeline, relay=relay
+        request.match_info["room"],
+        offer,
+        "whep",
+        caller,
+        pipeline=pipeline,
+        relay=relay,
+        layer=layer,
     )
     return answer_response(request, session, answer, "whep")
 

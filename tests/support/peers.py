@@ -81,6 +81,7 @@ class Received:
 
     numbers: list[int] = field(default_factory=list)
     sizes: set[tuple[int, int]] = field(default_factory=set)
+    size_log: list[tuple[int, int]] = field(default_factory=list)  # each frame's, in order
     arrival: list[float] = field(default_factory=list)
     unreadable: int = 0  # frames whose number did not check (degraded pictures)
     # len(numbers) when each unreadable frame arrived: where a decoded frame's number is unknown
@@ -119,6 +120,7 @@ async def _consume(track: MediaStreamTrack, received: Received, read: bool) -> N
                 now = time.monotonic()
                 received.first_frame_at = received.first_frame_at or now
                 received.sizes.add((frame.width, frame.height))
+                received.size_log.append((frame.width, frame.height))
                 number = read_frame_number(frame)
                 if number is None:
                     received.unreadable += 1
@@ -141,6 +143,7 @@ async def whep_watch(
     pipeline: str | None = None,
     codec: str | None = None,
     token: str | None = None,
+    layer: str | None = None,
 ) -> Viewer:
     pc = new_peer()
     received = Received()
@@ -156,7 +159,9 @@ async def whep_watch(
             prefer(transceiver, kind, codec)
     await pc.setLocalDescription(await pc.createOffer())
     started = time.monotonic()
-    query = f"?pipeline={pipeline}" if pipeline else ""
+    params = {"pipeline": pipeline, "layer": layer}
+    query = "&".join(f"{key}={value}" for key, value in params.items() if value)
+    query = f"?{query}" if query else ""
     async with http.post(
         f"{base}/whep/{room}{query}",
         data=pc.localDescription.sdp,

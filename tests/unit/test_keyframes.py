@@ -196,3 +196,21 @@ async def test_many_requesters_are_independent() -> None:
         requester.request()
     await wait_past_interval()
     assert [s.calls for s in sends] == [2, 2, 2]
+
+
+async def test_a_pli_no_keyframe_answers_is_sent_again(monkeypatch: object) -> None:
+    from gateway.media import keyframes
+
+    monkeypatch.setattr(keyframes, "ANSWER_S", INTERVAL * 2)  # type: ignore[attr-defined]
+    send = Sends()
+    requester = KeyframeRequester(INTERVAL, send)
+    requester.request()
+    await asyncio.sleep(INTERVAL * 2.5)  # ignored by the sender: asked again
+    assert (send.calls, requester.unanswered) == (2, 1)
+    requester.keyframe_arrived()  # answered: no more
+    await asyncio.sleep(INTERVAL * 3)
+    assert send.calls == 2
+    requester.request()
+    requester.close()  # a closed track asks nothing more
+    await asyncio.sleep(INTERVAL * 3)
+    assert send.calls == 3 and requester.unanswered == 1
