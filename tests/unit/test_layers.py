@@ -59,7 +59,7 @@ class Clock:
 
 def send(router: LayerRouter, layer: Layer, keyframe: bool = False) -> None:
     packet, data = layer.frame(keyframe)
-    router.add(packet, data, 0)
+    router.add(packet, packet.rid, data, 0)
 
 
 def test_packets_are_routed_by_rid_then_by_the_ssrc_it_named() -> None:
@@ -75,8 +75,8 @@ def test_packets_are_routed_by_rid_then_by_the_ssrc_it_named() -> None:
     assert (router.resolution("q"), router.resolution("h")) == ((160, 120), (320, 240))
     assert (router.ssrc("q"), router.ssrc("h")) == (11, 22)
     # An SSRC no rid named, and a rid the offer did not list, go nowhere (counted).
-    router.add(Packet(1, 1, 1, 99, b"\x10" + vp8(True, 8, 8)), vp8(True, 8, 8), 0)
-    router.add(Packet(1, 1, 1, 98, b"\x10" + vp8(True, 8, 8), "x"), vp8(True, 8, 8), 0)
+    router.add(Packet(1, 1, 1, 99, b"\x10" + vp8(True, 8, 8)), None, vp8(True, 8, 8), 0)
+    router.add(Packet(1, 1, 1, 98, b"\x10" + vp8(True, 8, 8)), "x", vp8(True, 8, 8), 0)
     assert (router.unrouted, router.unknown_rid) == (1, 1)
 
 
