@@ -437,11 +437,16 @@ def summarize(one: list[dict[str, Any]], two: list[dict[str, Any]]) -> dict[str,
                 continue
             net = entry["procs_net_ms_per_s"].get(name)
             viewers = w.get("viewers") or 0
-            # A relay at the home counts as one of its viewers (load.viewers); per served viewer:
+            # A WebRTC relay at the home counts as one of its viewers (load.viewers); a relay
+            # over the frame pipe (the workers' own) does not. Per served viewer:
             relays_in = sum(
                 1
                 for other, ow in workers.items()
-                if other != name and ow.get("viewers") and w.get("home") and not ow.get("home")
+                if other != name
+                and ow.get("viewers")
+                and w.get("home")
+                and not ow.get("home")
+                and _webrtc_relays(ow)
             )
             served = viewers - relays_in
             entry["per_worker"][name] = {
@@ -614,8 +619,10 @@ def markdown(results: dict[str, Any]) -> str:
         "workers' and redis's are sampled around it (the same window plus the few commands before and after). "
         "Worker PIDs are the front's children whose cmdline has `-m gateway` (w0, w1 in node-id order), redis the "
         "child named redis-server. *Net* subtracts the same case's N=0 window. *Viewers per worker* is the front's "
-        "`/api/cluster` nodes[].load.viewers (heartbeats, every 2 s), which at the home counts the other "
-        "worker's relay; *served* leaves that relay out. *Busiest* is the single process with the most CPU: one "
+        "`/api/cluster` nodes[].load.viewers (heartbeats, every 2 s). The other worker pulls the room from the "
+        "home over the frame pipe (the front gives its workers a shared cluster.pipe_dir; relays made/piped in "
+        "the JSON), not as a WebRTC viewer, so the home's load.viewers and room subscribers do not count that "
+        "relay, and *served* is load.viewers (a WebRTC relay, if one was made, is subtracted). *Busiest* is the single process with the most CPU: one "
         "process cannot go past one core. Latency is the publisher handing a frame to aiortc -> the viewer's tap "
         "completing it, matched by frame content (bench/loadgen.py), over all viewers; *added* is workers minus "
         "one at the same N; the first / last joined quarter of each load generator's viewers are the home's / "
@@ -762,3 +769,9 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _webrtc_relays(worker: dict[str, Any]) -> int:
+    """Relays a worker made over WebRTC (a viewer of the home), not over the frame pipe."""
+    relays = worker.get("relays") or {}
+    return max(0, int(relays.get("made") or 0) - int(relays.get("piped") or 0))
