@@ -83,6 +83,9 @@ class Publisher:
         # pick one, and what the layers are now (rid, SSRC, resolution, flowing).
         self.layers: dict[str, Publisher] = {}
         self.layer_info: Callable[[], list[dict[str, Any]]] | None = None
+        # A layer track: the simulcast track it is a layer of, and its rid.
+        self.layer_of: Publisher | None = None
+        self.rid: str | None = None
         self._feed: Feed | None = None
         self._bind(feed)
 

@@ -46,12 +46,15 @@ class SenderSlot:
         # The last subscriber that wrote here: the next one continues its sequence
         # numbers (SRTP refuses to protect an index it has passed) and timeline.
         self._last: Subscriber | None = None
+        # A subscriber waiting for its source's keyframe to take over (switch()).
+        self._standby: Subscriber | None = None
 
     def bind(self, transceiver: RTCRtpTransceiver) -> None:
         tap.attach_sender(transceiver.sender, self._started, self._keyframe_request, self._nack)
 
     def assign(self, subscriber: Subscriber | None) -> None:
         """Feed this transceiver from ``subscriber`` (None: nothing, the slot idles)."""
+        self._drop_standby()
         previous = self.subscriber
         if previous is subscriber:
             return
@@ -63,6 +66,37 @@ class SenderSlot:
         self.subscriber = subscriber
         if subscriber is not None and self.output is not None:
             subscriber.start(self.output)
+
+    def switch(self, subscriber: Subscriber) -> None:
+        """Feed this transceiver from ``subscriber`` as of its source's next keyframe; the
+        current subscriber goes on until then (a simulcast layer switch with no gap). Not
+        yet connected, or nothing current: at once, as ``assign``."""
+        if self.output is None or self.subscriber is None or self.kind != "video":
+            self.assign(subscriber)
+            return
+        self._drop_standby()
+        self._standby = subscriber
+        subscriber.stand_by(self.output, lambda: self._take_over(subscriber))
+
+    def _take_over(self, subscriber: Subscriber) -> None:
+        if self._standby is not subscriber:
+            return
+        self._standby = None
+        previous = self.subscriber
+        if previous is not None:
+            previous.stop()
+            self._last = previous
+            subscriber.continue_from(previous)
+        self.subscriber = subscriber
+
+    def _drop_standby(self) -> None:
+        if self._standby is not None:
+            self._standby.stop()
+            self._standby = None
+
+    @property
+    def standby(self) -> Subscriber | None:
+        return self._standby
 
     def close(self) -> None:
         self.assign(None)

@@ -60,6 +60,8 @@ class Subscriber:
         self.keyframe_requests = 0  # PLI/FIR from this viewer
         self.nacks = 0  # sequence numbers this viewer NACKed (each request counted)
         self.retransmissions = 0  # of those, resent from the history
+        # Set while standing by to take a transceiver over at the source's next keyframe.
+        self._standby: Callable[[], None] | None = None
 
     def continue_from(self, previous: Subscriber) -> None:
         """Take over a transceiver from ``previous``: same sequence, no timestamp jump back."""
@@ -74,6 +76,15 @@ class Subscriber:
         self.connected_at = time.monotonic()
         if self.kind == "video":
             self._request_keyframe()
+
+    def stand_by(self, output: RtpOutput, take_over: Callable[[], None]) -> None:
+        """Connected but silent until the source's next keyframe (asked for now); then
+        ``take_over()`` hands it the transceiver and that keyframe is its first frame. A
+        switch between layers so leaves no gap: the current subscriber sends until then."""
+        self._output = output
+        self.connected_at = time.monotonic()
+        self._standby = take_over
+        self._request_keyframe()
 
     def on_keyframe_request(self) -> None:
         self.keyframe_requests += 1
@@ -92,6 +103,12 @@ class Subscriber:
         output = self._output
         if output is None or self.stopped:
             return  # not connected yet; the first frame it gets will be a keyframe
+        if self._standby is not None:
+            if not frame.keyframe:
+                self.skipped_until_keyframe += 1
+                return
+            take_over, self._standby = self._standby, None
+            take_over()  # continues the current subscriber's sequence and timeline
         if self._waiting_for_keyframe:
             if not frame.keyframe:
                 self.skipped_until_keyframe += 1

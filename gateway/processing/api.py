@@ -12,6 +12,7 @@ from ..auth.http import caller
 from ..errors import GatewayError, bad_request
 from ..media import tap
 from ..rooms.policy import Request
+from ..signaling import messages
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
@@ -91,6 +92,23 @@ async def switch_pipeline(request: web.Request) -> web.Response:
     )
 
 
+async def switch_layer(request: web.Request) -> web.Response:
+    """PUT {"layer": RID or null, "max_width"?, "max_height"?, "mid"?}: another simulcast
+    layer of the video a session receives, without renegotiation."""
+    registry = request.app[REGISTRY]
+    who = await caller(request)
+    session = registry.session(request.match_info["session"], who)
+    registry.policy.check(Request("subscribe", session.room.name, "http", who.principal))
+    body = await _json_body(request)
+    message = messages.Layer.build(body, None)  # a 400 for any malformed field
+    switched = session.switch_layer(
+        message.layer, message.mid, message.max_width, message.max_height
+    )
+    return web.json_response(
+        {"session": session.id, "mids": switched, "receiving": session.media.receiving()}
+    )
+
+
 async def session_media(request: web.Request) -> web.Response:
     """What a session receives: per mid, the track, its pipeline and rendition, and how
     that viewer keeps up (its egress counters); the ICE candidate pair it uses."""
@@ -119,3 +137,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_patch("/api/renditions/{rendition}", update_rendition)
     app.router.add_get("/api/sessions/{session}", session_media)
     app.router.add_put("/api/sessions/{session}/pipeline", switch_pipeline)
+    app.router.add_put("/api/sessions/{session}/layer", switch_layer)

@@ -177,6 +177,17 @@ class Session:
         self._check_open()
         return self.media.switch_pipeline(pipeline, mid)
 
+    def switch_layer(
+        self,
+        layer: str | None,
+        mid: str | None = None,
+        max_width: int | None = None,
+        max_height: int | None = None,
+    ) -> list[str]:
+        """Receive another simulcast layer (SessionMedia.switch_layer)."""
+        self._check_open()
+        return self.media.switch_layer(layer, mid, max_width, max_height)
+
     def unpublish(self, publisher: Publisher) -> None:
         """Stop forwarding one of this session's tracks (its m-line stays until renegotiated)."""
         publisher.close()

@@ -347,6 +347,8 @@ class SessionMedia:
             )
             for rid in rids
         }
+        for rid, layer in track.layers.items():
+            layer.layer_of, layer.rid = track, rid
 
         def info() -> list[dict[str, Any]]:
             return [
@@ -471,6 +473,45 @@ class SessionMedia:
             raise GatewayError(422, "nothing-to-process", f"this session receives no {kind} track")
         return switched
 
+    def switch_layer(
+        self,
+        layer: str | None,
+        mid: str | None = None,
+        max_width: int | None = None,
+        max_height: int | None = None,
+    ) -> list[str]:
+        """Receive another simulcast layer of the video this session receives, without
+        renegotiating (the same transceiver and RTP stream continue; the viewer resumes at
+        the layer's keyframe): ``layer`` by rid, or the largest whose picture fits
+        ``max_width`` x ``max_height``, or (neither) the best layer that flows. ``mid``
+        picks one m-line; otherwise every received simulcast video. Returns the mids
+        switched."""
+        if mid is not None and mid not in self.slots:
+            raise not_found(f"this session receives nothing on m-line {mid!r}", "unknown-mid")
+        switched: list[str] = []
+        simulcast_mids = 0
+        for key in [mid] if mid is not None else list(self.slots):
+            slot = self.slots[key]
+            current = slot.subscriber.source if slot.subscriber is not None else None
+            if not isinstance(current, Publisher) or current.kind != "video":
+                continue
+            track = current.layer_of or current
+            if not track.layers:
+                continue
+            simulcast_mids += 1
+            target = _pick_layer(track, layer, max_width, max_height)
+            waiting = slot.standby.source if slot.standby is not None else None
+            if target is current and waiting is not None:
+                slot.assign(slot.subscriber)  # back to what it receives: the switch is off
+            elif target is not current and target is not waiting:
+                slot.switch(target.subscribe(self._config.media.viewer_backlog_bytes))
+                switched.append(key)
+        if not simulcast_mids:
+            raise GatewayError(
+                422, "not-simulcast", "this session receives no simulcast video (unprocessed)"
+            )
+        return switched
+
     def _received_kind(self, mid: str) -> str | None:
         subscriber = self.slots[mid].subscriber
         return subscriber.kind if subscriber is not None else None
@@ -488,7 +529,14 @@ class SessionMedia:
                     "codec": source.codec,
                 }
             elif isinstance(source, Publisher):
-                out[mid] = {"track": source.id, "pipeline": None, "codec": source.codec}
+                track = source.layer_of or source
+                out[mid] = {"track": track.id, "pipeline": None, "codec": source.codec}
+                if track.layers:
+                    out[mid]["layer"] = source.rid  # None: the best layer that flows
+                    standby = slot.standby
+                    if standby is not None and isinstance(standby.source, Publisher):
+                        # Switching, at the new layer's next keyframe (None: the best).
+                        out[mid]["switching_to"] = standby.source.rid
         return out
 
     # -- the end ----------------------------------------------------------------------------
@@ -504,3 +552,29 @@ class SessionMedia:
                 publisher.close()
         for slot in self.slots.values():
             slot.close()
+
+
+def _pick_layer(
+    track: Publisher, layer: str | None, max_width: int | None, max_height: int | None
+) -> Publisher:
+    """The layer track asked for, or the simulcast track itself (the best that flows)."""
+    if layer is not None:
+        return negotiation.layer_of(track, layer)
+    if max_width is None and max_height is None:
+        return track
+    sizes = {
+        str(info["rid"]): info["resolution"]
+        for info in (track.layer_info() if track.layer_info is not None else [])
+        if info["resolution"] and info["flowing"]
+    }
+    fitting = [
+        (width * height, rid)
+        for rid, (width, height) in sizes.items()
+        if (max_width is None or width <= max_width)
+        and (max_height is None or height <= max_height)
+    ]
+    if fitting:
+        return track.layers[max(fitting)[1]]
+    if sizes:  # nothing fits: the smallest there is
+        return track.layers[min((w * h, rid) for rid, (w, h) in sizes.items())[1]]
+    return track

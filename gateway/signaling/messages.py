@@ -253,6 +253,46 @@ class Signal(Message):
 
 
 @dataclass(frozen=True)
+class Layer(Message):
+    """Simulcast (docs/architecture.md#simulcast-ingest): receive another layer of the
+    video a session receives: by rid, by the picture size that fits (a tile's size), or
+    the best layer that flows (neither)."""
+
+    type = "layer"
+
+    layer: str | None = None
+    max_width: int | None = None
+    max_height: int | None = None
+    session: str | None = None  # None: this socket's participant
+    mid: str | None = None  # None: every received simulcast video
+
+    @classmethod
+    def build(cls, data: dict[str, Any], request_id: RequestId) -> Self:
+        for key in ("layer", "session", "mid"):
+            if not isinstance(data.get(key), str | None):
+                raise ProtocolError("invalid-message", f"{key!r} must be a string", request_id)
+        sizes = [_dimension(data, key, request_id) for key in ("max_width", "max_height")]
+        return cls(
+            data.get("layer"),
+            sizes[0],
+            sizes[1],
+            data.get("session"),
+            data.get("mid"),
+            request_id=request_id,
+            fields=data,
+        )
+
+
+def _dimension(data: dict[str, Any], key: str, request_id: RequestId) -> int | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 16384:
+        raise ProtocolError("invalid-message", f"{key!r} must be 1-16384 pixels", request_id)
+    return value
+
+
+@dataclass(frozen=True)
 class Pipeline(Message):
     """Processing (docs/processors.md): switch what a session receives to another pipeline,
     or back to the unprocessed track ("pipeline": null)."""
@@ -321,6 +361,7 @@ TYPES: dict[str, type[Message]] = {
         Resume,
         Signal,
         Pipeline,
+        Layer,
         PipelineUpdate,
     )
 }

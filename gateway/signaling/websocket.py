@@ -384,6 +384,23 @@ class Channel:
             }
         )
 
+    async def _layer(self, message: messages.Layer) -> None:
+        """One of this socket's sessions receives another simulcast layer."""
+        session = self._own(message.session) if message.session is not None else self._joined()
+        self._check("subscribe", session.room.name)
+        switched = session.switch_layer(
+            message.layer, message.mid, message.max_width, message.max_height
+        )
+        self.send(
+            {
+                "type": "layer-switched",
+                "id": message.request_id,
+                "session": session.id,
+                "mids": switched,
+                "receiving": session.media.receiving(),
+            }
+        )
+
     async def _pipeline_update(self, message: messages.PipelineUpdate) -> None:
         target = self.registry.renditions.get(message.rendition)
         self._check("control", target.room)
@@ -508,6 +525,7 @@ _HANDLERS: dict[type[messages.Message], _Handler] = dict(
         _route(messages.RecordStart, Channel._record),
         _route(messages.RecordStop, Channel._record),
         _route(messages.Pipeline, Channel._pipeline),
+        _route(messages.Layer, Channel._layer),
         _route(messages.PipelineUpdate, Channel._pipeline_update),
     ]
 )

@@ -3,6 +3,7 @@ the best layer that flows by default, or the layer they ask for."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from playwright.async_api import Browser
@@ -104,6 +105,43 @@ async def test_each_simulcast_layer_reaches_its_viewers(
             body = await response.json()
         assert (response.status, body["error"]) == (404, "unknown-layer"), body
         assert len(gateway.registry.rooms["layers"].subscribers) == 2
+
+        # The default viewer switches live to the layer that fits a 200x150 tile: the same
+        # RTP stream goes on, the old layer until the new one's keyframe (no gap).
+        session = best.location.rsplit("/", 1)[1]
+        seen = len(best.received.size_log)
+        async with gateway.http.put(
+            f"{gateway.base}/api/sessions/{session}/layer",
+            json={"max_width": 200, "max_height": 150},
+        ) as response:
+            switched = await response.json()
+        assert response.status == 200, switched
+        assert switched["mids"] == ["0"], switched
+        (receiving,) = switched["receiving"].values()
+        assert "q" in (receiving["layer"], receiving.get("switching_to")), switched
+        small = (CAMERA_WIDTH // 4, CAMERA_HEIGHT // 4)
+        await wait_for(lambda: best.received.size_log[-15:] == [small] * 15, timeout=20)
+        after = best.received.size_log[seen:]
+        first_small = after.index(small)
+        assert set(after[first_small:]) == {small}  # one switch, no way back
+        arrival = best.received.arrival[seen:]
+        gaps = [b - a for a, b in itertools.pairwise(arrival)]
+        # At 30 fps a frame is due every 33 ms: the switch costs no more than a busy
+        # machine's jitter, never the wait for the new layer's keyframe.
+        assert max(gaps[max(0, first_small - 3) : first_small + 3]) < 0.25, gaps
+        assert best.pc.connectionState == "connected"
+        async with gateway.http.get(f"{gateway.base}/api/sessions/{session}") as response:
+            (receiving,) = (await response.json())["receiving"].values()
+        assert receiving["layer"] == "q" and "switching_to" not in receiving, receiving
+        # Asked for a layer the track lacks, or a size that is not one: clear errors.
+        async with gateway.http.put(
+            f"{gateway.base}/api/sessions/{session}/layer", json={"layer": "zz"}
+        ) as response:
+            assert (response.status, (await response.json())["error"]) == (404, "unknown-layer")
+        async with gateway.http.put(
+            f"{gateway.base}/api/sessions/{session}/layer", json={"max_width": -3}
+        ) as response:
+            assert (response.status, (await response.json())["error"]) == (400, "invalid-message")
     finally:
         await best.close(gateway.http, gateway.base)
         await low.close(gateway.http, gateway.base)

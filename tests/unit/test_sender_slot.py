@@ -88,3 +88,38 @@ async def test_a_slot_left_idle_still_continues_the_sequence() -> None:
     a, b = output.packets()
     # SRTP would refuse a sequence number behind the last one it protected.
     assert b.sequence_number == (a.sequence_number + 1) & 0xFFFF
+
+
+async def test_a_switch_keeps_the_current_subscriber_until_the_new_one_has_a_keyframe() -> None:
+    slot = SenderSlot("video")
+    output = FakeOutput()
+    slot._started(output)  # type: ignore[arg-type]
+    low = Subscriber("video", 1 << 20, lambda: None)
+    slot.assign(low)
+    low.push(frame(9000, keyframe=True))
+    high_requests = Requests()
+    high = Subscriber("video", 1 << 20, high_requests)
+    slot.switch(high)
+    assert high_requests.count == 1 and slot.standby is high  # a keyframe asked of it
+    low.push(frame(12000))  # the current one goes on meanwhile: no gap
+    high.push(frame(555_000))  # a delta of the new layer: nothing yet
+    assert len(output.sent) == 2 and slot.subscriber is low and not low.stopped
+    high.push(frame(558_000, keyframe=True))  # its keyframe: it takes over with it
+    low.push(frame(15000))  # the old one is stopped
+    assert slot.subscriber is high and low.stopped and slot.standby is None
+    packets = output.packets()
+    assert len(packets) == 3
+    assert [p.sequence_number - packets[0].sequence_number for p in packets] == [0, 1, 2]
+    assert packets[2].timestamp == (packets[1].timestamp + 3000) & 0xFFFFFFFF
+    # A switch that is taken back before its keyframe: the standby ends, nothing changes.
+    other = Subscriber("video", 1 << 20, lambda: None)
+    slot.switch(other)
+    slot.assign(slot.subscriber)
+    assert other.stopped and slot.standby is None and slot.subscriber is high
+
+
+async def test_a_switch_before_anything_is_sent_is_at_once() -> None:
+    slot = SenderSlot("video")
+    first = Subscriber("video", 1 << 20, lambda: None)
+    slot.switch(first)  # no transport yet, nothing current
+    assert slot.subscriber is first and slot.standby is None
