@@ -8,7 +8,10 @@ import pytest
 from gateway.config import Config
 from gateway.signaling.simulcast import RID_URI
 from tests.conftest import RunningGateway
+from tests.support.media import NumberedVideoTrack
+from tests.support.peers import wait_for
 from tests.support.requests import SDP, call, offer_sdp
+from tests.support.signaling import WsClient, ws_publish, ws_subscribe
 
 RID_EXTMAP = f"a=extmap:10 {RID_URI}\r\n"
 
@@ -74,3 +77,31 @@ async def test_rids_without_their_extension_are_one_stream(gateway: RunningGatew
 def gateway_config(gateway_config: Config) -> Config:
     gateway_config.media.max_simulcast_layers = 3
     return gateway_config
+
+
+async def test_a_layer_switch_of_a_plain_stream_is_refused(gateway: RunningGateway) -> None:
+    """The WebSocket's layer message, and the HTTP one, on a viewer of one stream."""
+    publisher_socket = await WsClient.connect(gateway.http, gateway.base)
+    viewer_socket = await WsClient.connect(gateway.http, gateway.base)
+    publisher_pc, _ = await ws_publish(publisher_socket, "plain", [NumberedVideoTrack(320, 240)])
+    pc, session, received, tasks = await ws_subscribe(viewer_socket, "plain")
+    try:
+        await wait_for(lambda: len(received.numbers) > 5)
+        await viewer_socket.send({"type": "layer", "session": session, "layer": "q", "id": 1})
+        error = await viewer_socket.next("error")
+        assert (error["code"], error["id"]) == ("not-simulcast", 1), error
+        await viewer_socket.send({"type": "layer", "session": session, "max_width": "wide"})
+        assert (await viewer_socket.next("error"))["code"] == "invalid-message"
+        status, body, _ = await call(
+            gateway, "PUT", f"/api/sessions/{session}/layer", json={"layer": None}
+        )
+        assert (status, body["error"]) == (422, "not-simulcast"), body
+        count = len(received.numbers)
+        await wait_for(lambda: len(received.numbers) > count + 10)  # it goes on as it was
+    finally:
+        for task in tasks:
+            task.cancel()
+        await pc.close()
+        await publisher_pc.close()
+        await viewer_socket.close()
+        await publisher_socket.close()
