@@ -47,6 +47,7 @@ class Forwarder:
         """A new viewer of this forwarder's track; its stop removes it and keeps its totals."""
         subscriber = Subscriber(kind, max_backlog, request_keyframe, on_stop=self._retire)
         subscriber.source = source
+        subscriber.vp8 = getattr(source, "codec", "") == "VP8"
         self.add(subscriber)
         return subscriber
 

@@ -48,6 +48,19 @@ def is_keyframe(codec: str, data: bytes) -> bool:
     return True
 
 
+def vp8_picture_id(payload: bytes) -> int | None:
+    """The 15-bit picture ID of a VP8 RTP payload descriptor (RFC 7741 4.2), if it has one
+    in that form (aiortc's packetizer writes it so); else None."""
+    if len(payload) < 4 or not payload[0] & 0x80 or not payload[1] & 0x80 or not payload[2] & 0x80:
+        return None
+    return ((payload[2] & 0x7F) << 8) | payload[3]
+
+
+def with_vp8_picture_id(payload: bytes, picture_id: int) -> bytes:
+    """``payload`` (one vp8_picture_id reads) with its picture ID replaced."""
+    return payload[:2] + bytes((0x80 | (picture_id >> 8) & 0x7F, picture_id & 0xFF)) + payload[4:]
+
+
 def vp8_resolution(data: bytes) -> tuple[int, int] | None:
     """Width and height from a VP8 keyframe header (RFC 6386 9.1), else None."""
     if len(data) < 10 or data[0] & 0x01 or data[3:6] != b"\x9d\x01\x2a":

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .frames import OutgoingFrame
+from .frames import OutgoingFrame, vp8_picture_id, with_vp8_picture_id
 from .tap import RtpOutput
 
 # Sent packets kept for NACK retransmission: ~1.7 s of 1.5 Mbps video, ~4 s at 600 kbps.
@@ -62,11 +62,19 @@ class Subscriber:
         self.retransmissions = 0  # of those, resent from the history
         # Set while standing by to take a transceiver over at the source's next keyframe.
         self._standby: Callable[[], None] | None = None
+        # VP8: picture IDs made continuous across a switch of source (each source counts
+        # its own), as a decoder expects of one stream (mediasoup and LiveKit do the same).
+        self.vp8 = False
+        self._last_picture_id: int | None = None
+        self._picture_id_resume: int | None = None
+        self._picture_id_offset = 0
 
     def continue_from(self, previous: Subscriber) -> None:
         """Take over a transceiver from ``previous``: same sequence, no timestamp jump back."""
         self._sequence = previous._sequence
         self._resume_at = (previous._last_timestamp + 3000) & 0xFFFFFFFF
+        if previous._last_picture_id is not None:
+            self._picture_id_resume = (previous._last_picture_id + 1) & 0x7FFF
 
     # -- called through the SenderSlot (aiortc's sender) ----------------------------------
 
@@ -125,11 +133,12 @@ class Subscriber:
             self._resume_at = None
         timestamp = (self._timestamp_origin + frame.timestamp) & 0xFFFFFFFF
         self._last_timestamp = timestamp
-        last = len(frame.payloads) - 1
+        payloads = self._picture_ids(frame.payloads) if self.vp8 else frame.payloads
+        last = len(payloads) - 1
         payload_type = output.payload_type
         ssrc = output.ssrc
         video = self.kind == "video"
-        for index, payload in enumerate(frame.payloads):
+        for index, payload in enumerate(payloads):
             # Marker: a video frame's last packet; for audio only the first packet ever.
             marker = (index == last) if video else (self.packets_sent == 0)
             sequence = self._sequence
@@ -147,6 +156,19 @@ class Subscriber:
         if self.first_frame_at is None:
             self.first_frame_at = time.monotonic()
         output.report(frame.ntp_time, timestamp, self.packets_sent, self.bytes_sent)
+
+    def _picture_ids(self, payloads: list[bytes]) -> list[bytes]:
+        picture_id = vp8_picture_id(payloads[0]) if payloads else None
+        if picture_id is None:
+            return payloads
+        if self._picture_id_resume is not None:
+            self._picture_id_offset = (self._picture_id_resume - picture_id) & 0x7FFF
+            self._picture_id_resume = None
+        out = (picture_id + self._picture_id_offset) & 0x7FFF
+        self._last_picture_id = out
+        if not self._picture_id_offset:
+            return payloads  # the shared payloads as they are: no copy
+        return [with_vp8_picture_id(p, out) for p in payloads]
 
     def frames_lost_upstream(self) -> None:
         """The publisher's stream has a gap: deltas are useless until a keyframe."""

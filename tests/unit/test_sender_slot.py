@@ -7,6 +7,8 @@ import asyncio
 import pytest
 from aiortc.mediastreams import MediaStreamError
 
+from gateway.media import tap
+from gateway.media.frames import OutgoingFrame, vp8_picture_id
 from gateway.media.sender_slot import SenderSlot
 from gateway.media.subscriber import Subscriber
 
@@ -123,3 +125,41 @@ async def test_a_switch_before_anything_is_sent_is_at_once() -> None:
     first = Subscriber("video", 1 << 20, lambda: None)
     slot.switch(first)  # no transport yet, nothing current
     assert slot.subscriber is first and slot.standby is None
+
+
+def vp8_frames(packetize: object, timestamp: int, count: int) -> list[OutgoingFrame]:
+    """VP8 frames as a Publisher makes them: its own packetizer, its own picture IDs."""
+    out = []
+    for index in range(count):
+        data = (b"\x00" if index == 0 else b"\x01") + bytes(3000)  # a keyframe, then deltas
+        payloads = packetize(data)  # type: ignore[operator]
+        out.append(OutgoingFrame(data, payloads, timestamp + 3000 * index, index == 0, 3001, 0))
+    return out
+
+
+async def test_vp8_picture_ids_go_on_across_a_switch() -> None:
+    slot = SenderSlot("video")
+    output = FakeOutput()
+    slot._started(output)  # type: ignore[arg-type]
+    low, high = (Subscriber("video", 1 << 20, lambda: None) for _ in range(2))
+    low.vp8 = high.vp8 = True
+    slot.assign(low)
+    low_packetizer, high_packetizer = tap.packetizer("VP8"), tap.packetizer("VP8")
+    for _ in range(500):  # the high layer's own count is far from the low one's
+        high_packetizer(b"\x01" + bytes(10))
+    for f in vp8_frames(low_packetizer, 0, 3):
+        low.push(f)
+    slot.switch(high)
+    for f in vp8_frames(high_packetizer, 90000, 3):
+        high.push(f)
+    ids = []
+    for packet in output.packets():
+        picture_id = vp8_picture_id(packet.payload)
+        if not ids or ids[-1] != picture_id:
+            ids.append(picture_id)
+    assert ids == [0, 1, 2, 3, 4, 5]
+    # Every packet of a frame carries its frame's ID; the payload past it is untouched.
+    assert (
+        output.packets()[-1].payload[4:]
+        == vp8_frames(tap.packetizer("VP8"), 0, 3)[2].payloads[-1][4:]
+    )
