@@ -120,6 +120,11 @@ class LayerRouter:
     def resolution(self, rid: str) -> tuple[int, int] | None:
         return self._layers[rid].resolution
 
+    def frame_bytes(self, rid: str) -> float:
+        """Mean encoded bytes per frame of a layer so far (0 before its first)."""
+        layer = self._layers[rid]
+        return layer.bytes / layer.frames if layer.frames else 0.0
+
     def counters(self, rid: str) -> dict[str, int]:
         assembler = self._layers[rid].assembler
         return {
@@ -187,16 +192,15 @@ class BestLayerFeed:
             self._router.subscribe(rid, functools.partial(self._frames, rid))
 
     def best(self) -> str | None:
-        """The layer to follow now: the largest flowing picture (resolution unknown ranks
-        by the offer's order, low to high, as browsers list them)."""
+        """The layer to follow now: the largest flowing picture; where the resolution is
+        not known (H264: not parsed), the most bytes per frame."""
         flowing = [rid for rid in self._router.rids if self._router.flowing(rid)]
         if not flowing:
             return None
-        order = {rid: index for index, rid in enumerate(self._router.rids)}
 
-        def rank(rid: str) -> tuple[int, int]:
+        def rank(rid: str) -> tuple[int, float]:
             size = self._router.resolution(rid)
-            return (size[0] * size[1] if size else 0, order[rid])
+            return (size[0] * size[1] if size else 0, self._router.frame_bytes(rid))
 
         return max(flowing, key=rank)
 

@@ -1,5 +1,6 @@
 // Publishes camera and microphone to a room over the WebSocket protocol.
-// Query: ?room=NAME[&width=1280&height=720][&hint=motion|detail]
+// Query: ?room=NAME[&width=1280&height=720][&hint=motion|detail][&simulcast=0]
+// The camera goes out as simulcast layers from 640x360 up (simulcast=0: one stream).
 // `hint` sets the camera track's contentHint: "detail" asks the encoder to keep the
 // resolution and drop frame rate under CPU or bandwidth pressure.
 // With auth on, ?token= (or the prompt) gives the token; it needs `canPublish` for the room.
@@ -12,6 +13,7 @@ const room = params.get("room") ?? "";
 const width = Number(params.get("width")) || 1280;
 const height = Number(params.get("height")) || 720;
 const hint = params.get("hint") ?? "";
+const simulcast = params.get("simulcast") !== "0";
 
 const $ = (id) => document.getElementById(id);
 const preview = $("preview");
@@ -100,7 +102,7 @@ async function start() {
       showError(`The gateway ended the session: ${e.detail}`);
     });
     setState("negotiating");
-    await session.publish(stream);
+    await session.publish(stream, { simulcast });
     setState(session.state);
   } catch (err) {
     session?.close();

@@ -1,6 +1,7 @@
 // A room of participants (docs/protocol.md, "Rooms of participants"): join by name, publish
 // camera, microphone and screen, see and hear everyone else, chat, leave.
 // Query: ?room=NAME&name=DISPLAY[&mode=sfu|p2p][&width=1280&height=720][&hint=motion|detail]
+//        [&simulcast=0]
 // Without room and name a form asks for them. Without mode the room's own mode is used
 // (a new room is sfu). `hint` sets the camera track's contentHint ("detail" keeps the
 // resolution and drops frame rate under pressure).
@@ -36,7 +37,7 @@
 //    identity, framesDecoded, width, height, videoMuted, audioMuted, connection, videos,
 //    audios, audioPackets}}, chat: [messages]}
 
-import { RemoteCandidates, Signaling } from "./signaling.js";
+import { RemoteCandidates, Signaling, simulcastEncodings } from "./signaling.js";
 import { claims } from "./token.js";
 
 const params = new URLSearchParams(location.search);
@@ -47,6 +48,8 @@ const requestedMode = params.get("mode") || null; // null: the room's mode
 const width = Number(params.get("width")) || 1280;
 const height = Number(params.get("height")) || 720;
 const hint = params.get("hint") ?? "";
+// The camera goes out as simulcast layers from 640x360 up in an sfu room (simulcast=0: not).
+const simulcast = params.get("simulcast") !== "0";
 
 const $ = (id) => document.getElementById(id);
 const SOURCES = ["camera", "microphone", "screen"];
@@ -492,7 +495,10 @@ class SfuLink {
       if (track && !transceiver) {
         // A new m-line for each track we publish (the gateway announces a track per m-line).
         const streams = source === "screen" ? [screenStream] : [localStream];
-        this.sending.set(source, this.pc.addTransceiver(track, { direction: "sendonly", streams }));
+        // The camera as simulcast layers (the gateway serves each viewer one of them).
+        const encodings = source === "camera" && simulcast ? simulcastEncodings(track) : null;
+        const init = { direction: "sendonly", streams, ...(encodings ? { sendEncodings: encodings } : {}) };
+        this.sending.set(source, this.pc.addTransceiver(track, init));
       } else if (!track && transceiver) {
         // No longer sendonly: the gateway stops the track; the m-line can receive later.
         transceiver.direction = "inactive";

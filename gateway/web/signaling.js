@@ -247,6 +247,22 @@ export class RemoteCandidates {
   }
 }
 
+/**
+ * Simulcast encodings for a camera track (docs/protocol.md#simulcast-layers), or null.
+ * libwebrtc sends three layers from 960x540 up and two from 640x360 (it drops the largest
+ * past that count), so that many are asked for. The full picture comes first: a gateway
+ * that takes no simulcast gets the first encoding alone (JSEP).
+ */
+export function simulcastEncodings(track) {
+  const { width = 0, height = 0 } = track.getSettings();
+  const full = { rid: "f" };
+  const half = { rid: "h", scaleResolutionDownBy: 2 };
+  const quarter = { rid: "q", scaleResolutionDownBy: 4 };
+  if (width >= 960 && height >= 540) return [full, half, quarter];
+  if (width >= 640 && height >= 360) return [full, half];
+  return null;
+}
+
 export class PeerSession extends EventTarget {
   id = null;
   closed = false;
@@ -275,9 +291,15 @@ export class PeerSession extends EventTarget {
     return this.closed ? "closed" : this.pc.connectionState;
   }
 
-  async publish(stream) {
+  /** `simulcast`: send the camera as layers (simulcastEncodings) the gateway receives apart. */
+  async publish(stream, { simulcast = true } = {}) {
     for (const track of stream.getTracks()) {
-      this.pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+      const encodings = simulcast && track.kind === "video" ? simulcastEncodings(track) : null;
+      this.pc.addTransceiver(track, {
+        direction: "sendonly",
+        streams: [stream],
+        ...(encodings ? { sendEncodings: encodings } : {}),
+      });
     }
     await this.#negotiate("publish");
   }

@@ -64,6 +64,11 @@ async def test_publish_page_to_watch_page(gateway: RunningGateway, browser: Brow
     assert video["frames_decoded"] == 0, "the gateway decoded video it should only forward"
     assert video["subscribers"] == 1
     assert {t["kind"] for t in room["tracks"]} == {"video", "audio"}
+    # The publish page sends the camera as simulcast (two layers at this size), and the
+    # watch page gets the full picture: the layer the track follows.
+    layers = {layer["rid"]: layer for layer in video["layers"]}
+    assert set(layers) == {"f", "h"} and layers["f"]["followed"], layers
+    assert layers["h"]["resolution"] == [CAMERA_WIDTH // 2, CAMERA_HEIGHT // 2]
 
 
 async def test_watch_page_without_media_permission_uses_mdns(
