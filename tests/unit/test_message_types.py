@@ -15,6 +15,7 @@ from gateway.signaling.messages import (
     CandidateInit,
     Chat,
     Join,
+    Layer,
     Leave,
     Message,
     Mute,
@@ -92,6 +93,10 @@ VALID: list[tuple[dict[str, Any], Message]] = [
     (
         {"type": "pipeline", "pipeline": "gray", "session": "s1", "mid": "1"},
         Pipeline("gray", "s1", "1", request_id=7),
+    ),
+    (
+        {"type": "layer", "layer": "q", "session": "s1", "mid": "1"},
+        Layer("q", None, None, "s1", "1", request_id=7),
     ),
     (
         {
@@ -254,6 +259,7 @@ def test_unknown_type_lists_the_known_ones_sorted() -> None:
         "candidate",
         "chat",
         "join",
+        "layer",
         "leave",
         "mute",
         "offer",
@@ -328,6 +334,27 @@ def test_pipeline_session_and_mid_are_strings(key: str, value: Any) -> None:
         "'pipeline' must be a name or null"
     )
     assert refused(type="pipeline", session=1, mid=1).message == "'session' must be a string"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"layer": 3}, "'layer' must be a string"),
+        ({"mid": ["1"]}, "'mid' must be a string"),
+        ({"max_width": "wide"}, "'max_width' must be 1-16384 pixels"),
+        ({"max_height": 0}, "'max_height' must be 1-16384 pixels"),
+        ({"max_width": True}, "'max_width' must be 1-16384 pixels"),
+        ({"max_width": 100000}, "'max_width' must be 1-16384 pixels"),
+    ],
+)
+def test_a_layer_by_tile_size() -> None:
+    message = parse(json.dumps({"type": "layer", "max_width": 320, "max_height": 180, "id": 7}))
+    assert message == Layer(None, 320, 180, request_id=7)
+
+
+def test_layer_fields_are_checked(fields: dict[str, Any], message: str) -> None:
+    exc = refused(type="layer", **fields)
+    assert (exc.code, exc.message) == ("invalid-message", message)
 
 
 @pytest.mark.parametrize(
