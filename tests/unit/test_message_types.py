@@ -336,6 +336,11 @@ def test_pipeline_session_and_mid_are_strings(key: str, value: Any) -> None:
     assert refused(type="pipeline", session=1, mid=1).message == "'session' must be a string"
 
 
+def test_a_layer_by_tile_size() -> None:
+    message = parse(json.dumps({"type": "layer", "max_width": 320, "max_height": 180, "id": 7}))
+    assert message == Layer(None, 320, 180, request_id=7)
+
+
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
@@ -347,11 +352,6 @@ def test_pipeline_session_and_mid_are_strings(key: str, value: Any) -> None:
         ({"max_width": 100000}, "'max_width' must be 1-16384 pixels"),
     ],
 )
-def test_a_layer_by_tile_size() -> None:
-    message = parse(json.dumps({"type": "layer", "max_width": 320, "max_height": 180, "id": 7}))
-    assert message == Layer(None, 320, 180, request_id=7)
-
-
 def test_layer_fields_are_checked(fields: dict[str, Any], message: str) -> None:
     exc = refused(type="layer", **fields)
     assert (exc.code, exc.message) == ("invalid-message", message)
