@@ -8,7 +8,8 @@ import contextlib
 import functools
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,20 @@ from ..rooms.room import check_room_name
 from . import pipe_wire as wire
 
 if TYPE_CHECKING:
-    from ..rooms.registry import Registry
+    from ..drain import Drain
+    from ..rooms.policy import AccessPolicy
+    from ..rooms.room import Room
+
+
+@dataclass(frozen=True)
+class PipeAdmission:
+    """What a pulling node's hello is checked against: this node's rooms, access policy and
+    drain state (the registry's)."""
+
+    rooms: Mapping[str, Room]
+    policy: AccessPolicy
+    drain: Drain
+
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +119,7 @@ class PipeLink:
             self._writer.write(wire.frame_header(frame))
             self._writer.write(frame.data)
 
-    async def serve(self, registry: Registry) -> None:
+    async def serve(self, registry: PipeAdmission) -> None:
         hello = await asyncio.wait_for(wire.read(self._reader), HELLO_TIMEOUT_S)
         if not isinstance(hello, wire.Hello):
             raise wire.WireError("the first message must be a hello")
@@ -142,7 +156,7 @@ class PipeLink:
                 track.forwarder.remove_sink(sink)
                 track.remove_on_close(callback)
 
-    async def _admit(self, registry: Registry, hello: wire.Hello) -> list[Publisher]:
+    async def _admit(self, registry: PipeAdmission, hello: wire.Hello) -> list[Publisher]:
         name = check_room_name(hello.room)
         self.room = name
         principal = await registry.policy.authenticate(hello.token)
@@ -180,7 +194,7 @@ class PipeServer:
     """Listens on ``path`` (in a directory only this user can enter) for other nodes of
     this machine pulling a room's tracks; each connection a PipeLink, owned here."""
 
-    def __init__(self, path: str, registry: Registry) -> None:
+    def __init__(self, path: str, registry: PipeAdmission) -> None:
         self.path = path
         self._registry = registry
         self._server: asyncio.AbstractServer | None = None

@@ -12,7 +12,7 @@ import logging
 import queue
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiortc import (
     RTCCertificate,
@@ -37,8 +37,18 @@ from .congestion import TRANSPORT_CC_URI
 from .frames import EncodedFrame
 from .nack import NackPolicy
 
-if TYPE_CHECKING:
-    from .layers import LayerRouter
+
+class LayerSink(Protocol):
+    """Where a simulcast receiver's packets go (media/layers.py's LayerRouter)."""
+
+    def add(self, packet: RtpPacket, rid: str | None, data: bytes, arrival_ms: int) -> None: ...
+
+    def knows(self, ssrc: int) -> bool: ...
+
+    def learn_rtx(self, rtx_ssrc: int, repaired_rid: str) -> None: ...
+
+    def repaired_ssrc(self, rtx_ssrc: int) -> int | None: ...
+
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +115,7 @@ class _LayerTapBuffer:
 
     capacity = 0
 
-    def __init__(self, router: LayerRouter) -> None:
+    def __init__(self, router: LayerSink) -> None:
         self._router = router
         self.errors = 0
 
@@ -124,7 +134,7 @@ class _LayerRtx(dict[int, int]):
     """The receiver's RTX SSRC -> media SSRC map, answered from the LayerRouter: simulcast
     RTX streams are named by the repaired-rid extension, not by a=ssrc-group in SDP."""
 
-    def __init__(self, router: LayerRouter) -> None:
+    def __init__(self, router: LayerSink) -> None:
         super().__init__()
         self._router = router
 
@@ -136,7 +146,7 @@ class _LayerRtx(dict[int, int]):
         return isinstance(key, int) and self._router.repaired_ssrc(key) is not None
 
 
-def tap_layers(receiver: RTCRtpReceiver, router: LayerRouter) -> None:
+def tap_layers(receiver: RTCRtpReceiver, router: LayerSink) -> None:
     """Route a simulcast receiver's packets to ``router`` (per layer) instead of its one
     jitter buffer and decoder, and its RTX by repaired rid. Before the receiver starts."""
     for attr in (_JITTER_BUFFER_ATTR, _DECODER_QUEUE_ATTR, _RTX_SSRC_ATTR):

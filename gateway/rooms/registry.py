@@ -12,7 +12,7 @@ from typing import Any
 
 from ..auth.principal import LOCAL, Caller, Principal
 from ..cluster.node import ClusterNode, GatewayFull
-from ..cluster.pipe_server import PipeServer
+from ..cluster.pipe_server import PipeAdmission, PipeServer
 from ..cluster.relays import Relays
 from ..config import Config
 from ..drain import Drain
@@ -84,7 +84,9 @@ class Registry:
     async def serve_pipe(self) -> None:
         """Serve this node's rooms to the other nodes of its pipe directory, if it has one."""
         if self.cluster is not None and self.cluster.pipe:
-            self.pipe = PipeServer(self.cluster.pipe, self)
+            self.pipe = PipeServer(
+                self.cluster.pipe, PipeAdmission(self.rooms, self.policy, self.drain)
+            )
             await self.pipe.start()
 
     def _room_moved(self, name: str) -> None:
