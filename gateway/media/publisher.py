@@ -86,6 +86,9 @@ class Publisher:
         # A layer track: the simulcast track it is a layer of, and its rid.
         self.layer_of: Publisher | None = None
         self.rid: str | None = None
+        # A simulcast track: re-decide now which layers its publisher sends (a viewer asked
+        # for one that may be stopped; media/layer_demand.py).
+        self.layers_wanted: Callable[[], None] | None = None
         self._feed: Feed | None = None
         self._bind(feed)
 

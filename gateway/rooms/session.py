@@ -99,6 +99,7 @@ class Session:
         self._connect_timer: asyncio.TimerHandle | None = None
         self._close_task: asyncio.Task[None] | None = None
         self._liveness: Liveness | None = None  # started once connected
+        self.media.on_layers = self._tell_layers
         self.pc.on("connectionstatechange", self._on_connection_state)
         self.pc.on("datachannel", self._on_datachannel)
 
@@ -217,6 +218,12 @@ class Session:
             if len(self.held) == self.held.maxlen:
                 self.held_dropped += 1
             self.held.append(message)
+
+    def _tell_layers(self, message: dict[str, Any]) -> None:
+        # Only a publisher with a signaling socket can be told (a WHIP client keeps
+        # sending every layer); a detached one is not told.
+        if self.notify is not None:
+            self.notify({**message, "session": self.id})
 
     def flush_held(self) -> None:
         """Deliver what arrived while detached (after the client knows it has resumed)."""

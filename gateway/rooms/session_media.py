@@ -19,6 +19,7 @@ from ..errors import GatewayError, bad_request, not_found
 from ..media import tap
 from ..media.feed import Feed, PliSender, ReceiverFeed
 from ..media.ingest import IngestControl
+from ..media.layer_demand import LayerDemand
 from ..media.layers import BestLayerFeed, LayerFeed, LayerRouter
 from ..media.nack import SsrcNackSchedulers
 from ..media.publisher import Publisher
@@ -64,6 +65,10 @@ class SessionMedia:
         # Published video m-lines that send simulcast: their layers (by mid).
         self._layers: dict[str, simulcast.Layers] = {}
         self._offered_layers: dict[str, simulcast.Layers] = {}
+        self._demands: dict[str, LayerDemand] = {}
+        # Told {"type": "layers", "mid", "track", "active": {rid: bool}} when the layers
+        # anyone takes change: the publisher may stop the others (the Session's socket).
+        self.on_layers: Callable[[dict[str, Any]], None] | None = None
         # transport-cc feedback and bitrate bounds for what this session publishes
         self._ingest = IngestControl(config.ingest, room_name)
         pc.on("track", self._on_track)
@@ -287,6 +292,9 @@ class SessionMedia:
         if current is None or current.source is not wanted:
             subscriber = wanted.subscribe(self._config.media.viewer_backlog_bytes)
             slot.assign(subscriber)
+            root = wanted.layer_of or wanted if isinstance(wanted, Publisher) else None
+            if root is not None and root.layers_wanted is not None:
+                root.layers_wanted()  # a layer it now needs may be stopped
         transceiver.setCodecPreferences(
             negotiation.capabilities(slot.kind, wanted.codec, rtx=False)
         )
@@ -351,12 +359,34 @@ class SessionMedia:
             layer.layer_of, layer.rid = track, rid
 
         def info() -> list[dict[str, Any]]:
+            # "active": whether the publisher was asked to send it (nobody takes it: no).
             return [
-                {**layer, "followed": layer["rid"] == best.current} for layer in router.describe()
+                {
+                    **layer,
+                    "followed": layer["rid"] == best.current,
+                    "active": demand.active.get(str(layer["rid"]), True),
+                }
+                for layer in router.describe()
             ]
 
         track.layer_info = info
+
+        def area(rid: str) -> float | None:
+            size = router.resolution(rid)
+            return float(size[0] * size[1]) if size else None
+
+        old = self._demands.pop(mid, None)
+        if old is not None:
+            old.stop()
+        demand = LayerDemand(track, area, lambda active: self._layers_changed(mid, track, active))
+        track.layers_wanted = demand.check
+        self._demands[mid] = demand
+        demand.start()
         return track
+
+    def _layers_changed(self, mid: str, track: Publisher, active: dict[str, bool]) -> None:
+        if self.on_layers is not None:
+            self.on_layers({"type": "layers", "mid": mid, "track": track.id, "active": active})
 
     def publish(self, mid: str, kind: str, codec: str, feed: Feed, source: str = "") -> Publisher:
         """``feed`` is published on ``mid``: it takes over a kept track of the same kind and
@@ -506,6 +536,8 @@ class SessionMedia:
             elif target is not current and target is not waiting:
                 slot.switch(target.subscribe(self._config.media.viewer_backlog_bytes))
                 switched.append(key)
+                if track.layers_wanted is not None:
+                    track.layers_wanted()  # a stopped layer starts again now
         if not simulcast_mids:
             raise GatewayError(
                 422, "not-simulcast", "this session receives no simulcast video (unprocessed)"
@@ -545,6 +577,8 @@ class SessionMedia:
         """Stop everything: tracks the room keeps for a returning publisher (``kept``) are
         only detached, the others end; every slot stops its subscriber."""
         self._ingest.close()
+        for demand in self._demands.values():
+            demand.stop()
         for publisher in self.published.values():
             if kept(publisher):
                 publisher.detach()

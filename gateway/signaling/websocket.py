@@ -221,6 +221,8 @@ class Channel:
     def _opened(self, session: Session, answer: str, request_id: Any) -> None:
         self.sessions[session.id] = session
         session.on_close(self._session_closed)
+        # A simulcast publisher is told on this socket which layers anyone takes.
+        session.media.on_layers = lambda layers: self.send({**layers, "session": session.id})
         self._send_answer(session, answer, request_id)
 
     async def _candidate(self, message: messages.Candidate) -> None:

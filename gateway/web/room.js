@@ -37,7 +37,7 @@
 //    identity, framesDecoded, width, height, videoMuted, audioMuted, connection, videos,
 //    audios, audioPackets}}, chat: [messages]}
 
-import { RemoteCandidates, Signaling, simulcastEncodings } from "./signaling.js";
+import { RemoteCandidates, Signaling, applyLayers, simulcastEncodings } from "./signaling.js";
 import { claims } from "./token.js";
 
 const params = new URLSearchParams(location.search);
@@ -810,6 +810,9 @@ function listen(current) {
     });
   on("participant-joined", (m) => addParticipant(m.participant));
   on("participant-left", (m) => removeParticipant(m.participant));
+  on("layers", (m) => {
+    if (link && m.session === sessionId) applyLayers(link.pc, m.mid, m.active);
+  });
   on("track-published", (m) => {
     if (m.participant === roomState.participantId) {
       ownTracks.set(m.track.source, m.track.id);

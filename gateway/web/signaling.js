@@ -187,6 +187,13 @@ export class Signaling extends EventTarget {
         session.remoteCandidate(message.candidate);
         return;
       }
+      case "layers": {
+        // The gateway says which simulcast layers anyone takes: stop sending the others.
+        const session = this.#sessions.get(message.session);
+        if (!session) break; // a room participant's connection: the page handles it
+        applyLayers(session.pc, message.mid, message.active);
+        return;
+      }
       case "session-ended": {
         const session = this.#sessions.get(message.session);
         this.#sessions.delete(message.session);
@@ -261,6 +268,26 @@ export function simulcastEncodings(track) {
   if (width >= 960 && height >= 540) return [full, half, quarter];
   if (width >= 640 && height >= 360) return [full, half];
   return null;
+}
+
+/**
+ * Turns a sender's simulcast encodings on or off by rid ({rid: bool}) as the gateway's
+ * `layers` message asks (docs/protocol.md#simulcast-layers): nobody watches the others.
+ */
+export async function applyLayers(pc, mid, active) {
+  const transceiver = pc.getTransceivers().find((t) => t.mid === mid);
+  if (!transceiver) return;
+  const parameters = transceiver.sender.getParameters();
+  if (!parameters.encodings?.length) return;
+  let changed = false;
+  for (const encoding of parameters.encodings) {
+    const wanted = active[encoding.rid];
+    if (typeof wanted === "boolean" && encoding.active !== wanted) {
+      encoding.active = wanted;
+      changed = true;
+    }
+  }
+  if (changed) await transceiver.sender.setParameters(parameters);
 }
 
 export class PeerSession extends EventTarget {

@@ -12,7 +12,7 @@ from tests.conftest import RunningGateway
 from tests.support.peers import wait_for, whep_watch
 
 from .conftest import CAMERA_HEIGHT, CAMERA_WIDTH
-from .pages import GATHERED, open_page
+from .pages import GATHERED, open_page, start_publisher
 
 # Three encodings (a quarter, a half, full size), as the web app and most SFU clients
 # send them: libwebrtc sends two of them for a 640x480 camera (docs/architecture.md).
@@ -145,4 +145,38 @@ async def test_each_simulcast_layer_reaches_its_viewers(
     finally:
         await best.close(gateway.http, gateway.base)
         await low.close(gateway.http, gateway.base)
+        await context.close()
+
+
+def layer(gateway: RunningGateway, room: str, rid: str) -> dict[str, Any]:
+    info = video_track(gateway, room).layer_info()
+    return next(entry for entry in info if entry["rid"] == rid)
+
+
+async def test_a_layer_nobody_takes_is_stopped_at_the_publisher(
+    gateway: RunningGateway, browser: Browser
+) -> None:
+    """The publish page (WebSocket) sends f and h. Unwatched, the gateway tells it to stop
+    f (h, the smallest, always goes on); a viewer comes: f is asked for again, and the
+    viewer ends on the full picture."""
+    context = await browser.new_context()
+    try:
+        await start_publisher(context, gateway.base, "dynacast")
+        await wait_for(lambda: "dynacast" in gateway.registry.rooms, timeout=15)
+        await wait_for(lambda: layer(gateway, "dynacast", "f")["flowing"], timeout=30)
+        await wait_for(lambda: not layer(gateway, "dynacast", "f")["active"], timeout=15)
+        # Chromium stopped encoding it: no frame of f for a second.
+        await wait_for(lambda: not layer(gateway, "dynacast", "f")["flowing"], timeout=15)
+        frames = layer(gateway, "dynacast", "f")["frames"]
+        assert layer(gateway, "dynacast", "h")["flowing"]
+
+        viewer = await whep_watch(gateway.http, gateway.base, "dynacast", kinds=("video",))
+        try:
+            full = (CAMERA_WIDTH, CAMERA_HEIGHT)
+            await wait_for(lambda: viewer.received.size_log[-10:] == [full] * 10, timeout=30)
+            assert layer(gateway, "dynacast", "f")["active"]
+            assert layer(gateway, "dynacast", "f")["frames"] > frames
+        finally:
+            await viewer.close(gateway.http, gateway.base)
+    finally:
         await context.close()
