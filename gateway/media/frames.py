@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .h264 import h264_resolution
+
 # H.264 NAL unit types (RFC 6184 / ITU-T H.264 table 7-1).
 _NAL_IDR = 5
 _NAL_SPS = 7
@@ -59,6 +61,15 @@ def vp8_picture_id(payload: bytes) -> int | None:
 def with_vp8_picture_id(payload: bytes, picture_id: int) -> bytes:
     """``payload`` (one vp8_picture_id reads) with its picture ID replaced."""
     return payload[:2] + bytes((0x80 | (picture_id >> 8) & 0x7F, picture_id & 0xFF)) + payload[4:]
+
+
+def resolution(codec: str, data: bytes) -> tuple[int, int] | None:
+    """The picture size of a keyframe: VP8's frame header, H.264's SPS."""
+    if codec == "VP8":
+        return vp8_resolution(data)
+    if codec == "H264":
+        return h264_resolution(data)
+    return None
 
 
 def vp8_resolution(data: bytes) -> tuple[int, int] | None:

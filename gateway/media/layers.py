@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from .assembler import FrameAssembler, RtpLike
 from .feed import FrameHandler
-from .frames import EncodedFrame, vp8_resolution
+from .frames import EncodedFrame, resolution
 
 # A layer that has sent no frame for this long is not flowing (the sender stopped it, or
 # its bandwidth estimate no longer carries it).
@@ -75,8 +75,8 @@ class LayerRouter:
         for frame in frames:
             layer.frames += 1
             layer.bytes += len(frame.data)
-            if frame.keyframe and self.codec == "VP8":
-                layer.resolution = vp8_resolution(frame.data) or layer.resolution
+            if frame.keyframe:
+                layer.resolution = resolution(self.codec, frame.data) or layer.resolution
         for handler in list(layer.handlers):
             handler(frames)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import pytest
 from playwright.async_api import Browser
 
 from tests.conftest import RunningGateway
@@ -17,7 +18,7 @@ from .pages import GATHERED, open_page, start_publisher
 # Three encodings (a quarter, a half, full size), as the web app and most SFU clients
 # send them: libwebrtc sends two of them for a 640x480 camera (docs/architecture.md).
 SIMULCAST_PUBLISH = (
-    "async ({room, width, height}) => {"
+    "async ({room, width, height, codec}) => {"
     + GATHERED
     + """
   const stream = await navigator.mediaDevices.getUserMedia({
@@ -32,7 +33,8 @@ SIMULCAST_PUBLISH = (
     ],
   });
   transceiver.setCodecPreferences(RTCRtpSender.getCapabilities("video").codecs.filter(
-    (c) => ["video/vp8", "video/rtx"].includes(c.mimeType.toLowerCase())));
+    (c) => [`video/${codec}`, "video/rtx"].includes(c.mimeType.toLowerCase())
+      && (codec !== "h264" || (c.sdpFmtpLine ?? "").includes("packetization-mode=1"))));
   const {location, answer} = await post(`/whip/${room}`, await gathered(pc));
   await pc.setRemoteDescription({type: "answer", sdp: answer});
   window.whip = {pc, location};
@@ -59,19 +61,26 @@ def flowing(gateway: RunningGateway, room: str) -> set[str]:
     return {layer["rid"] for layer in track.layer_info() if layer["flowing"]}
 
 
+@pytest.mark.parametrize("codec", ["VP8", "H264"])
 async def test_each_simulcast_layer_reaches_its_viewers(
-    gateway: RunningGateway, browser: Browser
+    gateway: RunningGateway, browser: Browser, codec: str
 ) -> None:
     context = await browser.new_context()
     page = await open_page(context, gateway.base + "/", "simulcast")
     answer = await page.evaluate(
-        SIMULCAST_PUBLISH, {"room": "layers", "width": CAMERA_WIDTH, "height": CAMERA_HEIGHT}
+        SIMULCAST_PUBLISH,
+        {
+            "room": "layers",
+            "width": CAMERA_WIDTH,
+            "height": CAMERA_HEIGHT,
+            "codec": codec.lower(),
+        },
     )
     assert "a=simulcast:recv q;h;f" in answer, answer
     await wait_for(lambda: "layers" in gateway.registry.rooms, timeout=15)
     await wait_for(lambda: {"q", "h"} <= flowing(gateway, "layers"), timeout=30)
     track = video_track(gateway, "layers")
-    assert set(track.layers) == {"q", "h", "f"}
+    assert track.codec == codec and set(track.layers) == {"q", "h", "f"}
     described = {layer["rid"]: layer for layer in track.layer_info()}
     assert described["q"]["resolution"] == [CAMERA_WIDTH // 4, CAMERA_HEIGHT // 4]
     assert described["h"]["resolution"] == [CAMERA_WIDTH // 2, CAMERA_HEIGHT // 2]
