@@ -3,7 +3,9 @@ the best layer that flows by default, or the layer they ask for."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import time
 from typing import Any
 
 import pytest
@@ -13,7 +15,7 @@ from tests.conftest import RunningGateway
 from tests.support.peers import wait_for, whep_watch
 
 from .conftest import CAMERA_HEIGHT, CAMERA_WIDTH
-from .pages import GATHERED, open_page, start_publisher
+from .pages import GATHERED, open_page, open_watcher, start_publisher, wait_js, watch_stats
 
 # Three encodings (a quarter, a half, full size), as the web app and most SFU clients
 # send them: libwebrtc sends two of them for a 640x480 camera (docs/architecture.md).
@@ -187,5 +189,46 @@ async def test_a_layer_nobody_takes_is_stopped_at_the_publisher(
             assert layer(gateway, "dynacast", "f")["frames"] > frames
         finally:
             await viewer.close(gateway.http, gateway.base)
+    finally:
+        await context.close()
+
+
+async def test_a_chromium_viewer_switches_layers_without_a_freeze(
+    gateway: RunningGateway, browser: Browser
+) -> None:
+    """The watch page's one RTP stream changes layer under it (VP8 picture IDs rewritten,
+    the old layer until the new one's keyframe): Chromium decodes on at full rate."""
+    context = await browser.new_context()
+    try:
+        page = await open_page(context, gateway.base + "/", "simulcast publisher")
+        await page.evaluate(
+            SIMULCAST_PUBLISH,
+            {"room": "switch", "width": CAMERA_WIDTH, "height": CAMERA_HEIGHT, "codec": "vp8"},
+        )
+        await wait_for(lambda: "switch" in gateway.registry.rooms, timeout=15)
+        await wait_for(lambda: {"q", "h"} <= flowing(gateway, "switch"), timeout=30)
+        watcher = await open_watcher(context, gateway.base, "switch")
+        half = f"{CAMERA_WIDTH // 2}x{CAMERA_HEIGHT // 2}"
+        await wait_js(
+            watcher, f"`${{window.watchStats.width}}x${{window.watchStats.height}}` === '{half}'"
+        )
+        (viewer,) = gateway.registry.rooms["switch"].subscribers
+        for target, size in (("q", (CAMERA_WIDTH // 4, CAMERA_HEIGHT // 4)), (None, None)):
+            before = (await watch_stats(watcher))["framesDecoded"]
+            started = time.monotonic()
+            async with gateway.http.put(
+                f"{gateway.base}/api/sessions/{viewer.id}/layer", json={"layer": target}
+            ) as response:
+                assert response.status == 200, await response.text()
+            width, height = size or (CAMERA_WIDTH // 2, CAMERA_HEIGHT // 2)
+            await wait_js(watcher, f"window.watchStats.width === {width}", timeout=20)
+            await asyncio.sleep(3)
+            stats = await watch_stats(watcher)
+            assert stats["height"] == height and stats["state"] == "connected"
+            # ~30 fps throughout: no wait for a keyframe, no freeze at the switch (the
+            # page samples its stats every second: one second of slack).
+            gained = stats["framesDecoded"] - before
+            elapsed = time.monotonic() - started
+            assert gained >= 24 * (elapsed - 1.0), (target, gained, elapsed)
     finally:
         await context.close()
