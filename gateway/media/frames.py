@@ -63,8 +63,8 @@ def with_vp8_picture_id(payload: bytes, picture_id: int) -> bytes:
     return payload[:2] + bytes((0x80 | (picture_id >> 8) & 0x7F, picture_id & 0xFF)) + payload[4:]
 
 
-def resolution(codec: str, data: bytes) -> tuple[int, int] | None:
-    """The picture size of a keyframe: VP8's frame header, H.264's SPS."""
+def video_size(codec: str, data: bytes) -> tuple[int, int] | None:
+    """Width and height from a keyframe's own header (VP8) or SPS (H264, Annex B)."""
     if codec == "VP8":
         return vp8_resolution(data)
     if codec == "H264":

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from .assembler import FrameAssembler, RtpLike
 from .feed import FrameHandler
-from .frames import EncodedFrame, resolution
+from .frames import EncodedFrame, video_size
 
 # A layer that has sent no frame for this long is not flowing (the sender stopped it, or
 # its bandwidth estimate no longer carries it).
@@ -76,7 +76,7 @@ class LayerRouter:
             layer.frames += 1
             layer.bytes += len(frame.data)
             if frame.keyframe:
-                layer.resolution = resolution(self.codec, frame.data) or layer.resolution
+                layer.resolution = video_size(self.codec, frame.data) or layer.resolution
         for handler in list(layer.handlers):
             handler(frames)
 

@@ -13,7 +13,7 @@ from aiortc.clock import current_ntp_time
 from . import tap
 from .feed import FEED_COUNTERS, Feed
 from .forwarder import Forwarder
-from .frames import EncodedFrame, OutgoingFrame, resolution
+from .frames import EncodedFrame, OutgoingFrame, video_size
 from .keyframes import KeyframeRequester
 from .subscriber import Subscriber
 
@@ -168,7 +168,7 @@ class Publisher:
             if frame.keyframe:
                 self.keyframes_in += 1
                 self.keyframes.keyframe_arrived()
-                self.resolution = resolution(self.codec, frame.data) or self.resolution
+                self.resolution = video_size(self.codec, frame.data) or self.resolution
         if not self.muted:
             self.forwarder.forward(outgoing)
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..media.frames import OutgoingFrame
+from ..media.frames import OutgoingFrame, video_size
 from .clock import NTP_UNIT, TrackClock
-from .codecs import opus_duration_samples, video_size
+from .codecs import opus_duration_samples
 from .muxer import Muxer, TrackSpec
 from .store import COMPLETE, FAILED, RECORDING, RecordingStore, utc_iso
 

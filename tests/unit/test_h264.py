@@ -10,7 +10,7 @@ import pytest
 from aiortc.codecs import depayload, get_encoder
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
-from gateway.media.h264 import _Bits, _rbsp, h264_resolution
+from gateway.media.h264 import _Bits, _unescape, h264_resolution
 
 H264 = RTCRtpCodecParameters(mimeType="video/H264", clockRate=90000, payloadType=102)
 
@@ -36,7 +36,7 @@ def test_no_sps_no_size() -> None:
 
 
 def test_emulation_prevention_and_exp_golomb() -> None:
-    assert _rbsp(b"\x00\x00\x03\x01\x00\x00\x03") == b"\x00\x00\x01\x00\x00"
+    assert _unescape(b"\x00\x00\x03\x01\x00\x00\x03") == b"\x00\x00\x01\x00\x00"
     bits = _Bits(bytes([0b10100110, 0b01000000]))  # ue: 0, 1, 2; se: 1 (ue 1), -1 (ue 2)
     assert [bits.ue(), bits.ue(), bits.ue()] == [0, 1, 2]
     bits = _Bits(bytes([0b01001100]))

@@ -9,7 +9,8 @@ from pathlib import Path
 import av
 import pytest
 
-from gateway.recording.codecs import opus_duration_samples, video_size
+from gateway.media.frames import video_size
+from gateway.recording.codecs import opus_duration_samples
 from gateway.recording.recorder import Recorder
 from gateway.recording.store import RecordingStore
 from tests.support.media import read_frame_number
