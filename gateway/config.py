@@ -66,6 +66,8 @@ class MediaSettings:
     keyframe_request_interval_ms: int = 500
     viewer_backlog_bytes: int = 262144
     max_simulcast_layers: int = 3
+    viewer_transport_cc: bool = True
+    adapt_layers: bool = True
 
 
 @dataclass

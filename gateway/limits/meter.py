@@ -1,4 +1,4 @@
-"""A cumulative counter's rate over the last second (CPU time, bytes sent), sampled when
+"""A cumulative counter's rate over the last second or so (CPU time, bytes sent), sampled when
 asked: no task of its own."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ SAMPLE_S = 1.0  # a rate is computed over at least this long
 
 
 class RateMeter:
-    """``rate()`` is what ``counter`` grew by over the last sample interval, per second of
-    ``clock``. With ``time.process_time`` as the counter it is this process's share of one
+    """``rate()`` is what ``counter`` grew by over the last sample interval (``window_s``),
+    per second of ``clock``. With ``time.process_time`` as the counter it is this process's share of one
     core (1.0: one core busy; decoder and recorder threads can take it past 1); with a
     byte count, bytes per second. A counter that went back (a source of it retired) counts
     as no growth."""
@@ -20,7 +20,9 @@ class RateMeter:
         self,
         counter: Callable[[], float] = time.process_time,
         clock: Callable[[], float] = time.monotonic,
+        window_s: float = SAMPLE_S,
     ) -> None:
+        self._window_s = window_s
         self._counter = counter
         self._clock = clock
         self._at = clock()
@@ -29,7 +31,7 @@ class RateMeter:
 
     def rate(self) -> float:
         now = self._clock()
-        if now - self._at >= SAMPLE_S:
+        if now - self._at >= self._window_s:
             seen = self._counter()
             self._rate = max(0.0, (seen - self._seen) / (now - self._at))
             self._at, self._seen = now, seen

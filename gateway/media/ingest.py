@@ -9,6 +9,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from aiortc import RTCDtlsTransport, RTCRtpReceiver, RTCRtpTransceiver
+from aiortc.sdp import MediaDescription
 
 from . import tap
 from .congestion import TRANSPORT_CC_URI, FeedbackRecorder, transport_sequence_number
@@ -182,16 +183,8 @@ class IngestControl:
             media = next((m for m in offer.media if m.rtp.muxId == transceiver.mid), None)
             if media is None or media.port == 0:
                 continue
-            extension_id = next(
-                (int(e.id) for e in media.rtp.headerExtensions if e.uri == TRANSPORT_CC_URI),
-                None,
-            )
-            offered_cc: set[int] = {
-                c.payloadType
-                for c in media.rtp.codecs
-                if c.payloadType is not None
-                and any(f.type == "transport-cc" for f in c.rtcpFeedback)
-            }
+            extension_id = transport_cc_extension(media)
+            offered_cc = transport_cc_payload_types(media)
             transport = self._transport(transceiver)
             feedback = self._settings.transport_cc and extension_id is not None and bool(offered_cc)
             if feedback and extension_id is not None:
@@ -285,3 +278,17 @@ def with_bandwidth(sdp: str, mids: set[str], kbps: int) -> str:
             section[at:at] = [f"b=AS:{kbps}", f"b=TIAS:{kbps * 1000}"]
         out += section
     return "\r\n".join(out) + "\r\n"
+
+
+def transport_cc_extension(m: MediaDescription) -> int | None:
+    """The id an m-line's offer gives the transport-wide-cc header extension, if any."""
+    return next((int(e.id) for e in m.rtp.headerExtensions if e.uri == TRANSPORT_CC_URI), None)
+
+
+def transport_cc_payload_types(m: MediaDescription) -> set[int]:
+    """The payload types an m-line's offer takes ``transport-cc`` feedback on."""
+    return {
+        c.payloadType
+        for c in m.rtp.codecs
+        if c.payloadType is not None and any(f.type == "transport-cc" for f in c.rtcpFeedback)
+    }

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..limits.meter import RateMeter
 from .assembler import FrameAssembler, RtpLike
 from .feed import FrameHandler
 from .frames import EncodedFrame, video_size
@@ -17,6 +18,8 @@ from .frames import EncodedFrame, video_size
 # A layer that has sent no frame for this long is not flowing (the sender stopped it, or
 # its bandwidth estimate no longer carries it).
 STALE_S = 1.0
+BITRATE_WINDOW_S = 2.0
+PACKET_OVERHEAD = 12 + 8 + 4 + 10 + 8 + 20  # bytes: RTP, extension, VP8, SRTP, UDP, IPv4
 # RTP clock of video: the default track's timeline goes on across a layer switch.
 VIDEO_CLOCK_RATE = 90000
 
@@ -31,6 +34,17 @@ class _Layer:
     resolution: tuple[int, int] | None = None
     frames = 0
     bytes = 0
+    packets = 0
+    meter: RateMeter | None = None  # bytes per second, over the last two seconds
+    packet_meter: RateMeter | None = None  # packets per second, likewise
+
+
+def _bytes_of(layer: _Layer) -> float:
+    return float(layer.bytes)
+
+
+def _packets_of(layer: _Layer) -> float:
+    return float(layer.packets)
 
 
 class LayerRouter:
@@ -49,6 +63,11 @@ class LayerRouter:
         self.rids = rids
         self._clock = clock
         self._layers = {rid: _Layer(rid, FrameAssembler(codec, "video")) for rid in rids}
+        for layer in self._layers.values():
+            layer.meter = RateMeter(functools.partial(_bytes_of, layer), clock, BITRATE_WINDOW_S)
+            layer.packet_meter = RateMeter(
+                functools.partial(_packets_of, layer), clock, BITRATE_WINDOW_S
+            )
         self._by_ssrc: dict[int, _Layer] = {}
         self._rtx: dict[int, str] = {}  # RTX SSRC -> rid it repairs
         self.unrouted = 0
@@ -68,6 +87,7 @@ class LayerRouter:
         layer = self._route(packet, rid)
         if layer is None:
             return
+        layer.packets += 1
         frames = layer.assembler.add(packet, data, arrival_ms)
         if not frames:
             return
@@ -125,6 +145,20 @@ class LayerRouter:
         layer = self._layers[rid]
         return layer.bytes / layer.frames if layer.frames else 0.0
 
+    def bitrate(self, rid: str) -> float:
+        """A layer's encoded bitrate (bits per second) over the last two seconds: its
+        keyframes and the encoder's swings smoothed enough to choose a layer by."""
+        meter = self._layers[rid].meter
+        return meter.rate() * 8 if meter is not None and self.flowing(rid) else 0.0
+
+    def wire_bitrate(self, rid: str) -> float:
+        """What forwarding a layer costs on a viewer's link, in bits per second: its
+        payload plus each packet's headers (RTP with one extension, the VP8 descriptor,
+        SRTP's tag, UDP, IPv4), which at a few hundred kbps is a tenth of it or more."""
+        meter = self._layers[rid].packet_meter
+        packets = meter.rate() if meter is not None and self.flowing(rid) else 0.0
+        return self.bitrate(rid) + packets * PACKET_OVERHEAD * 8
+
     def counters(self, rid: str) -> dict[str, int]:
         assembler = self._layers[rid].assembler
         return {
@@ -140,6 +174,8 @@ class LayerRouter:
                 "resolution": list(layer.resolution) if layer.resolution else None,
                 "frames": layer.frames,
                 "bytes": layer.bytes,
+                "bitrate_bps": int(self.bitrate(layer.rid)),
+                "wire_bps": int(self.wire_bitrate(layer.rid)),
                 "flowing": self.flowing(layer.rid),
             }
             for layer in self._layers.values()

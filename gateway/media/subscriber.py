@@ -14,7 +14,14 @@ from .tap import RtpOutput
 # Sent packets kept for NACK retransmission: ~1.7 s of 1.5 Mbps video, ~4 s at 600 kbps.
 # A NACK comes within a round trip or two; the history is most of a viewer's memory.
 HISTORY = 256
+# A packet is resent at most once per round trip (RTCP's), within these bounds.
+MIN_RESEND_S, MAX_RESEND_S = 0.01, 0.5
 _HEADER = struct.Struct("!BBHII")
+# The same with one header extension (RFC 8285 one-byte form): the transport-wide sequence
+# number, two bytes, padded to a word.
+_HEADER_CC = struct.Struct("!BBHIIHHBHx")
+# What a packet adds on the wire to its RTP header and payload: SRTP's tag, UDP and IPv4.
+WIRE_OVERHEAD = 10 + 8 + 20
 
 
 class Subscriber:
@@ -48,7 +55,8 @@ class Subscriber:
         # Set when continuing another subscriber's stream: where our timeline resumes.
         self._resume_at: int | None = None
         self._last_timestamp = 0
-        self._history: list[tuple[int, bytes] | None] = [None] * HISTORY
+        # (sequence number, SRTP packet, when last resent) of what was sent
+        self._history: list[tuple[int, bytes, float] | None] = [None] * HISTORY
         self.created_at = time.monotonic()
         self.connected_at: float | None = None
         self.first_frame_at: float | None = None
@@ -60,6 +68,10 @@ class Subscriber:
         self.keyframe_requests = 0  # PLI/FIR from this viewer
         self.nacks = 0  # sequence numbers this viewer NACKed (each request counted)
         self.retransmissions = 0  # of those, resent from the history
+        self.resends_skipped = 0  # NACKs for a packet resent less than a round trip ago
+        # Video paused: the viewer's link carries no layer of it (audio goes on).
+        self.paused = False
+        self.paused_frames = 0
         # Set while standing by to take a transceiver over at the source's next keyframe.
         self._standby: Callable[[], None] | None = None
         # VP8: picture IDs made continuous across a switch of source (each source counts
@@ -94,16 +106,40 @@ class Subscriber:
         self._standby = take_over
         self._request_keyframe()
 
+    def pause(self) -> None:
+        """Send no video until ``resume()`` (the viewer's link cannot carry any)."""
+        self.paused = True
+
+    def resume(self) -> None:
+        """Video again, from a keyframe (asked for now)."""
+        if self.paused:
+            self.paused = False
+            self._waiting_for_keyframe = True
+            self._request_keyframe()
+
     def on_keyframe_request(self) -> None:
         self.keyframe_requests += 1
         self._request_keyframe()
 
     def on_nack(self, sequence_number: int) -> None:
         self.nacks += 1
-        entry = self._history[sequence_number % HISTORY]
-        if entry is not None and entry[0] == sequence_number and self._output is not None:
-            self._output.resend(entry[1])
-            self.retransmissions += 1
+        index = sequence_number % HISTORY
+        entry = self._history[index]
+        if entry is None or entry[0] != sequence_number or self._output is None:
+            return
+        now = time.monotonic()
+        round_trip = self._output.round_trip_s
+        interval = min(max(round_trip or 0.0, MIN_RESEND_S), MAX_RESEND_S)
+        if now - entry[2] < interval:
+            # Asked again within a round trip of the last copy, which cannot have arrived
+            # yet: Chromium re-NACKs every ~100 ms whatever the queue on the path, and on
+            # a congested link each copy more only deepens it (libwebrtc's sender skips
+            # these too).
+            self.resends_skipped += 1
+            return
+        self._history[index] = (sequence_number, entry[1], now)
+        self._output.resend(entry[1])
+        self.retransmissions += 1
 
     # -- called by the forwarder --------------------------------------------------------
 
@@ -111,6 +147,9 @@ class Subscriber:
         output = self._output
         if output is None or self.stopped:
             return  # not connected yet; the first frame it gets will be a keyframe
+        if self.paused:
+            self.paused_frames += 1
+            return
         if self._standby is not None:
             if not frame.keyframe:
                 self.skipped_until_keyframe += 1
@@ -138,17 +177,24 @@ class Subscriber:
         payload_type = output.payload_type
         ssrc = output.ssrc
         video = self.kind == "video"
+        log = output.send_log
         for index, payload in enumerate(payloads):
             # Marker: a video frame's last packet; for audio only the first packet ever.
             marker = (index == last) if video else (self.packets_sent == 0)
             sequence = self._sequence
-            header = _HEADER.pack(
-                0x80, payload_type | (0x80 if marker else 0), sequence, timestamp, ssrc
-            )
+            second = payload_type | (0x80 if marker else 0)
+            if log is None:
+                header = _HEADER.pack(0x80, second, sequence, timestamp, ssrc)
+            else:
+                transport_sequence = log.stamp(_HEADER_CC.size + len(payload) + WIRE_OVERHEAD)
+                header = _HEADER_CC.pack(
+                    0x90, second, sequence, timestamp, ssrc,
+                    0xBEDE, 1, output.transport_cc_id << 4 | 1, transport_sequence,
+                )  # fmt: skip
             protected = output.send(header + payload)
             if protected is None:
                 return
-            self._history[sequence % HISTORY] = (sequence, protected)
+            self._history[sequence % HISTORY] = (sequence, protected, 0.0)
             self._sequence = (sequence + 1) & 0xFFFF
             self.packets_sent += 1
             self.bytes_sent += len(payload)
@@ -198,5 +244,7 @@ class Subscriber:
             "keyframe_requests": self.keyframe_requests,
             "nacks": self.nacks,
             "retransmissions": self.retransmissions,
+            "resends_skipped": self.resends_skipped,
+            "paused_frames": self.paused_frames,
             "time_to_first_frame_ms": self.time_to_first_frame_ms,
         }

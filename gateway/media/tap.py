@@ -36,6 +36,7 @@ from .assembler import FrameAssembler
 from .congestion import TRANSPORT_CC_URI
 from .frames import EncodedFrame
 from .nack import NackPolicy
+from .send_log import SendLog
 
 
 class LayerSink(Protocol):
@@ -215,6 +216,22 @@ class RtpOutput:
         self._connected = self._dtls.state == "connected"
         self._dtls.on("statechange", self._dtls_state_changed)
         self.bytes_sent = 0  # SRTP bytes handed to the socket (retransmissions included)
+        self.packets_sent = 0
+        # Set once the viewer negotiated transport-cc on this m-line: packets then carry
+        # the transport-wide sequence number (extension id transport_cc_id) it numbers.
+        self.send_log: SendLog | None = None
+        self.transport_cc_id = 0
+
+    @property
+    def transport(self) -> RTCDtlsTransport:
+        return self._dtls
+
+    @property
+    def round_trip_s(self) -> float | None:
+        """The round-trip time aiortc's sender measured from the viewer's receiver
+        reports (None before the first)."""
+        rtt: float | None = getattr(self._sender, "_RTCRtpSender__rtt", None)
+        return rtt
 
     def _dtls_state_changed(self) -> None:
         self._connected = self._dtls.state == "connected"
@@ -232,6 +249,7 @@ class RtpOutput:
         if pair is not None and pair.protocol.transport is not None:
             pair.protocol.transport.sendto(protected, pair.remote_addr)
             self.bytes_sent += len(protected)
+            self.packets_sent += 1
 
     def backlog(self) -> int:
         """Bytes queued in user space because the socket would block."""
@@ -373,6 +391,30 @@ def on_rtp_received(transport: RTCDtlsTransport, callback: Callable[[bytes], Non
         await original(data, arrival_time_ms=arrival_time_ms)
 
     transport._handle_rtp_data = handle_rtp_data  # type: ignore[method-assign]
+
+
+def on_rtcp_received(transport: RTCDtlsTransport, callback: Callable[[bytes], bytes]) -> None:
+    """Hands every RTCP datagram the transport receives (after SRTCP) to ``callback``
+    first; aiortc gets what it returns (b"": nothing).
+
+    A viewer's transport-cc feedback is read here, from the raw bytes: aiortc's parser
+    reads it as a NACK and, when its padding leaves a length that is not a multiple of
+    four, rejects the whole compound packet, NACKs and PLIs with it. The callback takes
+    the feedback out. An exception escaping here would kill the transport, so none does.
+    """
+    original = getattr(transport, "_handle_rtcp_data", None)
+    if original is None:
+        raise RuntimeError("aiortc internals changed: RTCDtlsTransport has no _handle_rtcp_data")
+
+    async def handle_rtcp_data(data: bytes) -> None:
+        try:
+            data = callback(data)
+        except Exception:
+            logger.exception("RTCP arrival hook failed")
+        if data:
+            await original(data)
+
+    transport._handle_rtcp_data = handle_rtcp_data  # type: ignore[method-assign]
 
 
 def disable_remb_estimate(receiver: RTCRtpReceiver) -> None:

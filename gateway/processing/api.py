@@ -125,6 +125,10 @@ async def session_media(request: web.Request) -> web.Response:
             "room": session.room.name,
             "receiving": session.media.receiving(),
             "egress": egress,
+            "link": {
+                **session.media.selection.link.stats(),
+                "audio_bps": int(session.media.selection.audio_bps),
+            },
             "candidate_pair": tap.selected_pair(session.pc),
         }
     )

@@ -18,7 +18,7 @@ from ..config import Config
 from ..errors import GatewayError, bad_request, not_found
 from ..media import tap
 from ..media.feed import Feed, PliSender, ReceiverFeed
-from ..media.ingest import IngestControl
+from ..media.ingest import IngestControl, transport_cc_extension, transport_cc_payload_types
 from ..media.layer_demand import LayerDemand
 from ..media.layers import BestLayerFeed, LayerFeed, LayerRouter
 from ..media.nack import SsrcNackSchedulers
@@ -29,6 +29,7 @@ from ..processing.output import RenditionOutput
 from ..processing.renditions import Renditions
 from ..signaling import sdp, simulcast
 from . import negotiation
+from .layer_selection import Cap, LayerSelection
 from .negotiation import Negotiation
 
 
@@ -67,10 +68,19 @@ class SessionMedia:
         self._offered_layers: dict[str, simulcast.Layers] = {}
         self._demands: dict[str, LayerDemand] = {}
         # Told {"type": "layers", "mid", "track", "active": {rid: bool}} when the layers
-        # anyone takes change: the publisher may stop the others (the Session's socket).
+        # anyone takes change: the publisher may stop the others (the Session's socket);
+        # and, as a viewer, the layer its link carries ("layer-chosen", "video-paused",
+        # "video-resumed": rooms/layer_selection.py).
         self.on_layers: Callable[[dict[str, Any]], None] | None = None
         # transport-cc feedback and bitrate bounds for what this session publishes
         self._ingest = IngestControl(config.ingest, room_name)
+        # What the viewer's link carries, and the simulcast layer each video gets from it.
+        self.selection = LayerSelection(
+            self.slots,
+            lambda track: track.subscribe(config.media.viewer_backlog_bytes),
+            self._tell,
+            config.media.adapt_layers,
+        )
         pc.on("track", self._on_track)
 
     @property
@@ -385,8 +395,11 @@ class SessionMedia:
         return track
 
     def _layers_changed(self, mid: str, track: Publisher, active: dict[str, bool]) -> None:
+        self._tell({"type": "layers", "mid": mid, "track": track.id, "active": active})
+
+    def _tell(self, message: dict[str, Any]) -> None:
         if self.on_layers is not None:
-            self.on_layers({"type": "layers", "mid": mid, "track": track.id, "active": active})
+            self.on_layers(message)
 
     def publish(self, mid: str, kind: str, codec: str, feed: Feed, source: str = "") -> Publisher:
         """``feed`` is published on ``mid``: it takes over a kept track of the same kind and
@@ -426,6 +439,7 @@ class SessionMedia:
             )
             self._ingest.negotiate(description)
             self._accept_layer_extensions()
+            self._accept_viewer_transport_cc(description)
             await self.pc.setLocalDescription(await self.pc.createAnswer())
         except GatewayError:
             raise
@@ -437,9 +451,30 @@ class SessionMedia:
         answer = simulcast.accept_layers(
             answer, {mid: self._layers[mid] for mid in self._offered_layers if mid in self._layers}
         )
+        if self.slots:
+            self.selection.start()
         if self._config.ice.announced_address:
             answer = sdp.announce_address(answer, self._config.ice.announced_address)
         return sdp.candidates_once(answer)
+
+    def _accept_viewer_transport_cc(self, description: SessionDescription) -> None:
+        """transport-cc on what this session receives, where its offer has it: the packets
+        sent to it are numbered and its feedback read (media/viewer_link.py)."""
+        if not self._config.media.viewer_transport_cc:
+            return
+        transceivers = {t.mid: t for t in self.pc.getTransceivers() if t.mid is not None}
+        for m in description.media:
+            mid = m.rtp.muxId
+            transceiver = transceivers.get(mid)
+            if mid not in self.slots or transceiver is None or m.port == 0:
+                continue
+            extension_id = transport_cc_extension(m)
+            if extension_id is None:
+                continue
+            payload_types = transport_cc_payload_types(m)
+            if payload_types:
+                tap.accept_transport_cc(transceiver, extension_id, payload_types)
+                self.selection.transport_cc[mid] = extension_id
 
     def _accept_layer_extensions(self) -> None:
         """The rid extensions, so aiortc parses them (and answers them): between
@@ -530,6 +565,7 @@ class SessionMedia:
                 continue
             simulcast_mids += 1
             target = _pick_layer(track, layer, max_width, max_height)
+            self.selection.set_cap(key, Cap(layer, max_width, max_height))
             waiting = slot.standby.source if slot.standby is not None else None
             if target is current and waiting is not None:
                 slot.assign(slot.subscriber)  # back to what it receives: the switch is off
@@ -565,6 +601,7 @@ class SessionMedia:
                 out[mid] = {"track": track.id, "pipeline": None, "codec": source.codec}
                 if track.layers:
                     out[mid]["layer"] = source.rid  # None: the best layer that flows
+                    out[mid]["selection"] = self.selection.stats(mid)
                     standby = slot.standby
                     if standby is not None and isinstance(standby.source, Publisher):
                         # Switching, at the new layer's next keyframe (None: the best).
@@ -577,6 +614,7 @@ class SessionMedia:
         """Stop everything: tracks the room keeps for a returning publisher (``kept``) are
         only detached, the others end; every slot stops its subscriber."""
         self._ingest.close()
+        self.selection.close()
         for demand in self._demands.values():
             demand.stop()
         for publisher in self.published.values():

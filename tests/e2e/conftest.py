@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -92,12 +92,18 @@ def chromium() -> Path:
 
 
 @asynccontextmanager
-async def launch(chromium: Path, fake_camera: Path) -> AsyncIterator[Browser]:
+async def launch(
+    chromium: Path, fake_camera: Path, extra_args: Sequence[str] = ()
+) -> AsyncIterator[Browser]:
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
             executable_path=str(chromium),
             headless=True,
-            args=[*CHROMIUM_FLAGS, f"--use-file-for-fake-video-capture={fake_camera}"],
+            args=[
+                *CHROMIUM_FLAGS,
+                f"--use-file-for-fake-video-capture={fake_camera}",
+                *extra_args,
+            ],
         )
         try:
             yield browser

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiortc.rtp import RtpPacket
 
 from gateway.media.frames import OutgoingFrame
+from gateway.media.send_log import SendLog
 from gateway.media.subscriber import HISTORY, Subscriber
 
 BACKLOG = 10_000
@@ -21,6 +22,9 @@ class FakeOutput:
         self.reports: list[tuple[int, int, int, int]] = []
         self.backlog_bytes = 0
         self.connected = True
+        self.send_log: SendLog | None = None
+        self.transport_cc_id = 0
+        self.round_trip_s: float | None = None
 
     def send(self, packet: bytes) -> bytes | None:
         if not self.connected:
@@ -330,6 +334,8 @@ async def test_stats() -> None:
         "keyframe_requests": 0,
         "nacks": 0,
         "retransmissions": 0,
+        "resends_skipped": 0,
+        "paused_frames": 0,
     }
 
 
@@ -337,3 +343,54 @@ async def test_stats_before_start() -> None:
     subscriber = Subscriber("audio", BACKLOG, Requests())
     assert subscriber.stats()["time_to_first_frame_ms"] is None
     assert subscriber.stats()["frames_sent"] == 0
+
+
+# --- transport-cc and pausing ---------------------------------------------------------------
+
+
+async def test_transport_cc_numbers_every_packet_across_the_transport() -> None:
+    log = SendLog(clock=lambda: 5.0)
+    video, video_out, _ = started("video")
+    audio, audio_out, _ = started("audio")
+    for output in (video_out, audio_out):
+        output.send_log, output.transport_cc_id = log, 3
+    video.push(frame(0, keyframe=True, packets=2))
+    audio.push(frame(960, packets=1))
+    video.push(frame(3000, packets=1))
+    numbers = []
+    for raw in video_out.sent + audio_out.sent:
+        assert raw[0] == 0x90  # the X bit
+        assert raw[12:16] == b"\xbe\xde\x00\x01"
+        assert raw[16] == 3 << 4 | 1
+        numbers.append(int.from_bytes(raw[17:19], "big"))
+    assert sorted(numbers) == [0, 1, 2, 3]
+    # The payload is intact after the extension.
+    assert video_out.sent[0][20:] == b"f0.0"
+    assert log.packets == 4
+
+
+async def test_paused_video_sends_nothing_and_resumes_at_a_keyframe() -> None:
+    subscriber, output, requests = started("video")
+    subscriber.push(frame(0, keyframe=True))
+    subscriber.pause()
+    subscriber.push(frame(3000))
+    subscriber.push(frame(6000, keyframe=True))
+    assert subscriber.paused_frames == 2
+    assert len(output.sent) == 1
+    asked = requests.count
+    subscriber.resume()
+    assert requests.count == asked + 1  # a keyframe, to resume on
+    subscriber.push(frame(9000))
+    subscriber.push(frame(12000, keyframe=True))
+    assert [p.timestamp - output.packets()[0].timestamp for p in output.packets()] == [0, 12000]
+
+
+async def test_a_packet_is_resent_at_most_once_per_round_trip() -> None:
+    subscriber, output, _ = started("video")
+    subscriber.push(frame(0, keyframe=True))
+    sequence = output.packets()[0].sequence_number
+    output.round_trip_s = 60.0  # clamped to MAX_RESEND_S
+    subscriber.on_nack(sequence)
+    subscriber.on_nack(sequence)  # within the round trip: the first copy is on its way
+    assert len(output.resent) == 1
+    assert (subscriber.nacks, subscriber.retransmissions, subscriber.resends_skipped) == (2, 1, 1)

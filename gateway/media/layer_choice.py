@@ -1,0 +1,111 @@
+"""Which simulcast layer one viewer gets, from its bandwidth estimate: with hysteresis, a
+hold before each step up that grows when a step up fails, and a pause below the lowest."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+# Step up only when the next layer's bitrate fits in this share of the budget; step down
+# as soon as the current one's exceeds the budget. The gap is the hysteresis.
+UP_SHARE = 7 / 8
+HOLD_S = 2.0  # after any change, this long before a step up
+# After any change, this long before a step down: a switch waits for the new layer's
+# keyframe, and the queue the old layer left on the path takes a while to drain; the
+# estimate falls meanwhile, for a congestion already dealt with.
+SETTLE_S = 2.0
+# When no layer fits, the smallest is still sent while it needs no more than this many
+# times the budget: pausing video is the last resort, for a link that carries almost
+# nothing.
+PAUSE_MARGIN = 4 / 3
+MAX_HOLD_S = 32.0
+# A step down this soon after a step up means the step up failed (the estimate had grown
+# past what the link carries: nothing but trying tells, see docs/architecture.md): the
+# hold before the next one doubles. This long without a failure resets it.
+FAILED_WITHIN_S = 10.0
+STABLE_S = 60.0  # longer than MAX_HOLD_S, or the longest hold would never be reached
+
+
+class LayerChoice:
+    """A viewer's place on a ladder of layers (``rates``: their bitrates, smallest first,
+    up to the largest the viewer may have): ``level`` is its index, or None while paused.
+
+    A new viewer starts at the top of its ladder (as a viewer with no estimate did before:
+    the first report of loss brings it down). It steps one layer up at a time, never more
+    often than the hold allows, and down to the largest layer that fits (once the last
+    change settled); when not even the smallest nearly fits, video pauses (``paused``).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.level: int | None = None
+        self.started = False
+        self.hold_s = HOLD_S
+        self._changed_at = clock()
+        self._stepped_up_at: float | None = None
+        self.switches = 0
+        self.pauses = 0
+        self.failed_steps = 0
+
+    @property
+    def paused(self) -> bool:
+        return self.started and self.level is None
+
+    def place(self, level: int) -> None:
+        """The ladder changed under the viewer (a layer started or stopped flowing): it is
+        now at ``level`` of the new one, by no choice of its own (not a switch)."""
+        if self.started and self.level is not None:
+            self.level = level
+
+    def choose(self, rates: Sequence[float], budget_bps: float) -> int | None:
+        """The level for the ladder ``rates`` (a rate of 0: unknown, taken to fit)."""
+        if not rates:
+            return self.level
+        now = self._clock()
+        top = len(rates) - 1
+        if not self.started:
+            self.started = True
+            self.level = top
+            self._changed_at = now
+            return self.level
+        if now - self._changed_at >= STABLE_S:
+            self.hold_s = HOLD_S
+        current = self.level
+        if current is not None and current > top:  # the ladder got shorter (a lower cap)
+            self._set(top, now, capped=True)
+            return self.level
+        fitting = [i for i, rate in enumerate(rates) if rate <= budget_bps]
+        settled = now - self._changed_at >= SETTLE_S
+        if current is not None and rates[current] > budget_bps:
+            if not settled:
+                return self.level
+            if fitting:
+                self._set(max(fitting), now)
+            else:
+                self._set(0 if rates[0] <= PAUSE_MARGIN * budget_bps else None, now)
+        elif (current is None or current < top) and now - self._changed_at >= self.hold_s:
+            step = 0 if current is None else current + 1
+            if rates[step] <= UP_SHARE * budget_bps:
+                self._set(step, now)
+        return self.level
+
+    def _set(self, level: int | None, now: float, capped: bool = False) -> None:
+        previous = self.level
+        if level == previous:
+            return
+        down = previous is not None and (level is None or level < previous)
+        if down:
+            up_at = self._stepped_up_at
+            # Down for the viewer's own lower cap: no sign the step up failed.
+            if up_at is not None and now - up_at < FAILED_WITHIN_S and not capped:
+                self.failed_steps += 1
+                self.hold_s = min(self.hold_s * 2, MAX_HOLD_S)
+            self._stepped_up_at = None
+        else:
+            self._stepped_up_at = now
+        if level is None:
+            self.pauses += 1
+        elif previous is not None:
+            self.switches += 1
+        self.level = level
+        self._changed_at = now

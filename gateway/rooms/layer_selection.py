@@ -1,0 +1,228 @@
+"""Each simulcast video a session receives, on the layer its viewer's link carries: the
+estimate (media/viewer_link.py) read every half second, the layer chosen under the
+viewer's own cap (media/layer_choice.py), the switch made at the layer's keyframe."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..limits.meter import RateMeter
+from ..media.layer_choice import LayerChoice
+from ..media.publisher import Publisher
+from ..media.sender_slot import SenderSlot
+from ..media.viewer_link import ViewerLink
+
+TICK_S = 0.5
+UDP_IP_OVERHEAD = 8 + 20
+# The estimate is not let grow past what the viewer could use: this many times the top
+# layers' bitrates (a little room to step up into), and at least this much.
+HEADROOM = 1.5
+LEAST_CEILING_BPS = 500_000
+# A layer's bitrate is judged by its recent peak, falling this much per tick (~4%/s):
+# an encoder's output swings by half within seconds (keyframes, motion, its own
+# estimate), and a layer chosen in a trough would not fit a second later.
+PEAK_DECAY = 0.98
+
+
+@dataclass
+class Cap:
+    """What a viewer allows on one m-line: a layer by rid, or the largest picture within a
+    size; neither: the track's best layer."""
+
+    rid: str | None = None
+    max_width: int | None = None
+    max_height: int | None = None
+
+
+@dataclass
+class _Choice:
+    choice: LayerChoice
+    cap: Cap
+    target: str | None = None  # the rid chosen (None: the track's best, followed layer)
+
+
+class LayerSelection:
+    """Owned by a SessionMedia: its slots (by mid), the subscribe call of its viewers, and
+    ``tell(message)`` for the viewer (layer chosen, video paused or resumed)."""
+
+    def __init__(
+        self,
+        slots: dict[str, SenderSlot],
+        subscribe: Callable[[Publisher], Any],
+        tell: Callable[[dict[str, Any]], None],
+        adapt: bool,
+    ) -> None:
+        self._slots = slots
+        self._subscribe = subscribe
+        self._tell = tell
+        self._adapt = adapt  # media.adapt_layers: off, only the viewers' own caps apply
+        self.link = ViewerLink(self._sent_bytes)
+        self._audio = RateMeter(self._audio_bytes)
+        self._choices: dict[str, _Choice] = {}
+        self._outputs: set[int] = set()
+        self._peaks: dict[tuple[str, str], float] = {}  # (mid, rid) -> peak bitrate
+        self.transport_cc: dict[str, int] = {}  # mid -> negotiated extension id
+        self._timer: asyncio.TimerHandle | None = None
+        self._closed = False
+        self.audio_bps = 0.0  # audio sent to the viewer, on the wire
+
+    def _sent_bytes(self) -> int:
+        return sum(s.output.bytes_sent for s in self._slots.values() if s.output is not None)
+
+    def _audio_bytes(self) -> float:
+        """Audio sent, on the wire: small packets, for which UDP and IP add half again."""
+        return float(
+            sum(
+                s.output.bytes_sent + s.output.packets_sent * UDP_IP_OVERHEAD
+                for s in self._slots.values()
+                if s.output is not None and s.kind == "audio"
+            )
+        )
+
+    def start(self) -> None:
+        if self._timer is None and not self._closed:
+            self._timer = asyncio.get_running_loop().call_later(TICK_S, self._tick)
+
+    def close(self) -> None:
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def set_cap(self, mid: str, cap: Cap) -> None:
+        """The viewer's own cap on ``mid``; the choice starts again at its top."""
+        self._choices[mid] = _Choice(LayerChoice(), cap, cap.rid)
+
+    def forget(self, mid: str) -> None:
+        self._choices.pop(mid, None)
+
+    def _tick(self) -> None:
+        self._timer = None
+        try:
+            self.check()
+        finally:
+            self.start()
+
+    def check(self) -> None:
+        """Attach new senders to the link, then re-choose every simulcast video's layer."""
+        for mid, slot in self._slots.items():
+            output = slot.output
+            if output is not None and id(output) not in self._outputs:
+                self._outputs.add(id(output))
+                self.link.add_output(output, self.transport_cc.get(mid))
+        ladders = {mid: ladder for mid in self._slots if (ladder := self._ladder(mid))}
+        top = sum(rates[-1] for _, rates, _ in ladders.values())
+        audio_bps = self.audio_bps = self._audio.rate() * 8
+        estimate = self.link.estimate
+        estimate.ceiling_bps = max(HEADROOM * top, LEAST_CEILING_BPS) + audio_bps
+        if not self._adapt:
+            return
+        budget = (estimate.bps - audio_bps) / max(len(ladders), 1)
+        for mid, (track, rates, rids) in ladders.items():
+            self._choose(mid, track, rates, rids, budget)
+
+    def _ladder(self, mid: str) -> tuple[Publisher, list[float], list[str | None]] | None:
+        """The simulcast track ``mid`` receives, and its layers' bitrates and rids, smallest
+        first, up to the viewer's cap (None as the top rid: the track's followed layer)."""
+        slot = self._slots[mid]
+        current = slot.subscriber.source if slot.subscriber is not None else None
+        if slot.kind != "video" or not isinstance(current, Publisher):
+            return None
+        track = current.layer_of or current
+        if not track.layers or track.layer_info is None:
+            return None
+        entry = self._choices.get(mid)
+        if entry is None:
+            # Subscribed to a layer by name (WHEP ?layer=RID): that is the viewer's cap.
+            entry = self._choices[mid] = _Choice(LayerChoice(), Cap(current.rid), current.rid)
+        cap = entry.cap
+        layers = [info for info in track.layer_info() if info["resolution"]]
+        sized = sorted(
+            (w * h, str(info["rid"]), info) for info in layers for w, h in [info["resolution"]]
+        )
+        ladder: list[tuple[float, str | None]] = []
+        for _, rid, info in sized:
+            width, height = info["resolution"]
+            if cap.max_width is not None and width > cap.max_width and ladder:
+                break
+            if cap.max_height is not None and height > cap.max_height and ladder:
+                break
+            if info["flowing"] or rid == cap.rid:
+                ladder.append((self._peak(mid, rid, float(info["wire_bps"])), rid))
+            if rid == cap.rid:
+                break
+        if cap.rid is not None and all(rid != cap.rid for _, rid in ladder):
+            ladder.append((0.0, cap.rid))  # asked for, its size not yet known
+        if not ladder:
+            return None
+        if cap == Cap():
+            followed = next((str(i["rid"]) for i in layers if i["followed"]), None)
+            if ladder[-1][1] == followed:
+                ladder[-1] = (ladder[-1][0], None)  # the track itself: it follows this one
+        return track, [rate for rate, _ in ladder], [rid for _, rid in ladder]
+
+    def _peak(self, mid: str, rid: str, rate: float) -> float:
+        key = (mid, rid)
+        peak = max(rate, self._peaks.get(key, 0.0) * PEAK_DECAY)
+        self._peaks[key] = peak
+        return peak
+
+    def _choose(
+        self,
+        mid: str,
+        track: Publisher,
+        rates: list[float],
+        rids: list[str | None],
+        budget: float,
+    ) -> None:
+        slot = self._slots[mid]
+        if slot.standby is not None or slot.subscriber is None:
+            return  # a switch is under way: judged again once it is made
+        entry = self._choices[mid]
+        choice = entry.choice
+        source = slot.subscriber.source
+        received = None if source is track else getattr(source, "rid", None)
+        if received in rids:
+            choice.place(rids.index(received))
+        was_paused = choice.paused
+        level = choice.choose(rates, budget)
+        if level is None:
+            if not was_paused:
+                lowest = track.layers[rids[0]] if rids[0] is not None else track
+                if slot.subscriber.source is not lowest:
+                    slot.assign(self._subscribe(lowest))
+                assert slot.subscriber is not None
+                slot.subscriber.pause()
+                entry.target = rids[0]
+                self._tell({"type": "video-paused", "mid": mid, "reason": "bandwidth"})
+            return
+        rid = rids[level]
+        target = track if rid is None else track.layers[rid]
+        if was_paused:
+            slot.subscriber.resume()
+            self._tell({"type": "video-resumed", "mid": mid})
+        if slot.subscriber.source is not target:
+            slot.switch(self._subscribe(target))
+            if track.layers_wanted is not None:
+                track.layers_wanted()
+        if rid != entry.target:
+            entry.target = rid
+            self._tell({"type": "layer-chosen", "mid": mid, "layer": rid, "reason": "bandwidth"})
+
+    def stats(self, mid: str) -> dict[str, Any] | None:
+        entry = self._choices.get(mid)
+        if entry is None:
+            return None
+        choice = entry.choice
+        return {
+            "target": entry.target,
+            "paused": choice.paused,
+            "switches": choice.switches,
+            "pauses": choice.pauses,
+            "failed_steps": choice.failed_steps,
+            "hold_s": choice.hold_s,
+            "cap": {k: v for k, v in vars(entry.cap).items() if v is not None},
+        }
