@@ -295,7 +295,9 @@ async def test_room_bounds_and_the_minimum_reach_the_answer(gateway: RunningGate
     await pc.close()
 
 
-async def test_viewers_are_not_offered_transport_cc(gateway: RunningGateway) -> None:
+async def test_viewers_get_transport_cc_but_no_bitrate_bound(gateway: RunningGateway) -> None:
+    """A viewer's transport-cc is answered (media.viewer_transport_cc: its feedback feeds
+    the viewer's bandwidth estimate); the ingest bitrate bound is for publishers only."""
     publisher, _answer, _wire = await publish(gateway, "watched")
     viewer = new_peer()
     viewer.addTransceiver("video", direction="recvonly")
@@ -307,7 +309,7 @@ async def test_viewers_are_not_offered_transport_cc(gateway: RunningGateway) -> 
     ) as response:
         answer = await response.text()
         assert response.status == 201, answer
-    assert TRANSPORT_CC_URI not in answer and "transport-cc" not in answer
+    assert TRANSPORT_CC_URI in answer and "a=rtcp-fb:" in answer and "transport-cc" in answer
     assert "b=AS" not in answer
     await viewer.close()
     await publisher.close()
