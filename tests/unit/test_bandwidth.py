@@ -13,22 +13,10 @@ from gateway.media.bandwidth import (
     WINDOW_S,
     BandwidthEstimate,
 )
+from tests.support.fake_clock import Clock
 
 START, FLOOR, CEILING = 1_000_000.0, 30_000.0, 10_000_000.0
 OFFSET_US = 7_000_000  # the viewer's clock is offset from ours by an unknown amount
-
-
-class Clock:
-    """A fake clock: it reads the last of ``times``; ``advance`` appends a later one."""
-
-    def __init__(self, start: float = 100.0) -> None:
-        self.times = [start]
-
-    def __call__(self) -> float:
-        return self.times[-1]
-
-    def advance(self, seconds: float) -> None:
-        self.times.append(self.times[-1] + seconds)
 
 
 def setup(start: float = START, ceiling: float = CEILING) -> tuple[Clock, BandwidthEstimate]:

@@ -13,22 +13,10 @@ from gateway.media.layer_choice import (
     STABLE_S,
     LayerChoice,
 )
+from tests.support.fake_clock import Clock
 
 RATES = [150_000.0, 500_000.0, 1_500_000.0]
 PLENTY = 100_000_000.0
-
-
-class Clock:
-    """A fake clock: it reads the last of ``times``; ``advance`` appends a later one."""
-
-    def __init__(self, start: float = 100.0) -> None:
-        self.times = [start]
-
-    def __call__(self) -> float:
-        return self.times[-1]
-
-    def advance(self, seconds: float) -> None:
-        self.times.append(self.times[-1] + seconds)
 
 
 def started(level: int | None = 2) -> tuple[Clock, LayerChoice]:

@@ -11,21 +11,9 @@ from gateway.media.congestion import (
     parse_feedback,
 )
 from gateway.media.send_log import SEQUENCE_SPACE, FeedbackSummary, SendLog
+from tests.support.fake_clock import Clock
 
 R, L, N = SMALL_DELTA, LARGE_DELTA, NOT_RECEIVED
-
-
-class Clock:
-    """A fake clock: it reads the last of ``times``; ``advance`` appends a later one."""
-
-    def __init__(self, start: float = 100.0) -> None:
-        self.times = [start]
-
-    def __call__(self) -> float:
-        return self.times[-1]
-
-    def advance(self, seconds: float) -> None:
-        self.times.append(self.times[-1] + seconds)
 
 
 def feedback(

@@ -19,23 +19,11 @@ from gateway.media.bandwidth import WINDOW_S
 from gateway.media.congestion import NOT_RECEIVED, SMALL_DELTA, encode_feedback
 from gateway.media.send_log import SendLog
 from gateway.media.viewer_link import FEEDBACK_FRESH_S, START_BPS, ViewerLink
+from tests.support.fake_clock import Clock
 
 VIDEO, AUDIO, OTHER, VIEWER = 0x1111, 0x2222, 0x9999, 0x4242
 BYE = bytes.fromhex("81cb000100004242")
 NACK = struct.pack("!BBHIIHH", 0x81, 205, 3, VIEWER, VIDEO, 17, 0)  # RTPFB FMT 1: kept
-
-
-class Clock:
-    """A fake clock: it reads the last of ``times``; ``advance`` appends a later one."""
-
-    def __init__(self, start: float = 100.0) -> None:
-        self.times = [start]
-
-    def __call__(self) -> float:
-        return self.times[-1]
-
-    def advance(self, seconds: float) -> None:
-        self.times.append(self.times[-1] + seconds)
 
 
 class Link:
