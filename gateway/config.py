@@ -118,6 +118,13 @@ class RecordingSettings:
     retention_check_s: float = 600.0
 
 
+# A server-made ladder's bounds (processing.ladders): each rung is a decoder's share, a
+# scale and an encoder.
+MAX_RUNGS = 4
+MIN_RUNG_HEIGHT = 90
+MAX_RUNG_HEIGHT = 2160
+
+
 def _default_pipelines() -> dict[str, Any]:
     return {
         "gray": ["grayscale"],
@@ -133,6 +140,18 @@ def _default_pipelines() -> dict[str, Any]:
 
 
 @dataclass
+class LadderRung:
+    height: int  # pixels; the width follows the track's aspect ratio
+    bitrate_kbps: int
+
+
+@dataclass
+class Ladder:
+    room: str  # a shell pattern (fnmatch) of room names
+    rungs: list[LadderRung]
+
+
+@dataclass
 class ProcessingSettings:
     pipelines: dict[str, Any] = field(default_factory=_default_pipelines)
     max_renditions: int = 16
@@ -143,6 +162,7 @@ class ProcessingSettings:
     queue_frames: int = 30
     max_consecutive_failures: int = 5
     assets_dir: str | None = None
+    ladders: list[Ladder] = field(default_factory=list)
 
 
 @dataclass
@@ -617,6 +637,25 @@ def _validate_processing(p: ProcessingSettings) -> None:
     check(p.max_consecutive_failures >= 1, "max_consecutive_failures", "must be at least 1")
     if p.assets_dir is not None:
         check(bool(p.assets_dir.strip()), "assets_dir", "must be a directory path or null")
+    for i, ladder in enumerate(p.ladders):
+        where = f"ladders[{i}]"
+        check(bool(ladder.room), f"{where}.room", "must be a room name pattern")
+        check(
+            1 <= len(ladder.rungs) <= MAX_RUNGS, f"{where}.rungs", f"must have 1-{MAX_RUNGS} rungs"
+        )
+        heights = [rung.height for rung in ladder.rungs]
+        check(len(set(heights)) == len(heights), f"{where}.rungs", "two rungs of one height")
+        for j, rung in enumerate(ladder.rungs):
+            check(
+                MIN_RUNG_HEIGHT <= rung.height <= MAX_RUNG_HEIGHT and rung.height % 2 == 0,
+                f"{where}.rungs[{j}].height",
+                f"must be even, {MIN_RUNG_HEIGHT}-{MAX_RUNG_HEIGHT}",
+            )
+            check(
+                50 <= rung.bitrate_kbps <= 20000,
+                f"{where}.rungs[{j}].bitrate_kbps",
+                "must be 50-20000",
+            )
     # Not deferred: a watermark's image is read and decoded now, so a bad one stops the start.
     registry = ProcessorRegistry(assets=Assets(p.assets_dir))
     for name, spec in p.pipelines.items():

@@ -6,7 +6,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiortc.clock import current_ntp_time
 
@@ -16,6 +16,9 @@ from .forwarder import Forwarder
 from .frames import EncodedFrame, OutgoingFrame, video_size
 from .keyframes import KeyframeRequester
 from .subscriber import Subscriber
+
+if TYPE_CHECKING:
+    from ..processing.ladder import MadeLayers
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +92,9 @@ class Publisher:
         # A simulcast track: re-decide now which layers its publisher sends (a viewer asked
         # for one that may be stopped; media/layer_demand.py).
         self.layers_wanted: Callable[[], None] | None = None
+        # A single-layer video track in a room with a ladder (processing.ladders): the
+        # lower layers the gateway can make of it.
+        self.made_layers: MadeLayers | None = None
         self._feed: Feed | None = None
         self._bind(feed)
 
@@ -295,6 +301,7 @@ class Publisher:
             "takeovers": self.takeovers,
             "ingest": self.ingest_stats() if self.ingest_stats is not None else None,
             "layers": self._layer_stats(),
+            "made_layers": self.made_layers.info() if self.made_layers is not None else None,
         }
 
     def _layer_stats(self) -> list[dict[str, Any]] | None:

@@ -40,11 +40,14 @@ class VideoEncoder:
     when asked (a viewer joined or lost packets) and at least every ``gop`` frames.
     """
 
-    def __init__(self, codec: str, bitrate: int, threads: int, gop: int) -> None:
+    def __init__(
+        self, codec: str, bitrate: int, threads: int, gop: int, exact: bool = False
+    ) -> None:
         if codec not in ("VP8", "H264"):
             raise ValueError(f"no video encoder for {codec!r}")
         self.codec = codec
         self.bitrate = bitrate
+        self.exact = exact  # a made layer's rung: its own bitrate, not scaled by area
         self.threads = threads
         self.gop = gop
         self._context: av.VideoCodecContext | None = None
@@ -60,7 +63,7 @@ class VideoEncoder:
         context.pix_fmt = "yuv420p"
         context.time_base = VIDEO_TIME_BASE
         context.framerate = Fraction(30, 1)
-        bitrate = scaled_bitrate(self.bitrate, width, height)
+        bitrate = self.bitrate if self.exact else scaled_bitrate(self.bitrate, width, height)
         context.bit_rate = bitrate
         context.gop_size = self.gop
         context.thread_count = self.threads
@@ -145,8 +148,8 @@ class AudioEncoder:
 
 
 def make_encoder(
-    kind: str, codec: str, bitrate: int, threads: int, gop: int
+    kind: str, codec: str, bitrate: int, threads: int, gop: int, exact: bool = False
 ) -> VideoEncoder | AudioEncoder:
     if kind == "audio":
         return AudioEncoder(bitrate)
-    return VideoEncoder(codec, bitrate, threads, gop)
+    return VideoEncoder(codec, bitrate, threads, gop, exact)

@@ -19,6 +19,7 @@ from ..media.frames import OutgoingFrame
 from ..media.keyframes import KeyframeRequester
 from ..media.subscriber import Subscriber
 from .encoder import AudioEncoder, VideoEncoder
+from .rung import Rung
 
 if TYPE_CHECKING:
     from .rendition import Rendition
@@ -48,6 +49,7 @@ class RenditionOutput:
         keyframe_request_interval_s: float,
         loop: asyncio.AbstractEventLoop,
         on_close: Callable[[RenditionOutput], None],
+        rung: Rung | None = None,
     ) -> None:
         self.rendition = rendition
         self.source = rendition.source  # the published track, as for a Publisher's viewers
@@ -55,6 +57,10 @@ class RenditionOutput:
         self.pipeline_name = rendition.pipeline_name
         self.id = rendition.id
         self.codec = codec
+        # A server-made layer (processing/ladder.py): the rung its frames are scaled to;
+        # ``rid`` names it as a simulcast layer's rid names that layer.
+        self.rung = rung
+        self.rid = rung.rid if rung is not None else None
         self._encoder = encoder
         self._loop = loop
         self._on_close = on_close
@@ -100,6 +106,8 @@ class RenditionOutput:
         self._keyframe_wanted = False
         started = time.perf_counter()
         try:
+            if self.rung is not None and isinstance(frame, av.VideoFrame):
+                frame = self.rung.scale(frame)
             packets = self._encoder.encode(frame, timestamp, keyframe)  # type: ignore[arg-type]
         except (av.FFmpegError, ValueError) as error:
             self.encode_errors += 1
@@ -163,6 +171,7 @@ class RenditionOutput:
         sent = self.forwarder.totals()
         return {
             "codec": self.codec,
+            "layer": self.rid,
             "subscribers": len(self.forwarder.subscribers),
             "frames_encoded": self.frames_encoded,
             "keyframes_encoded": self.keyframes_encoded,

@@ -21,6 +21,7 @@ from .decoder import DecodeError, Decoder
 from .encoder import make_encoder
 from .mailbox import Mailbox
 from .output import RenditionOutput
+from .rung import Rung
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +85,8 @@ class Rendition:
         self._settings = settings
         self._on_close = on_close
         self._loop = asyncio.get_running_loop()
-        self._outputs: dict[str, RenditionOutput] = {}
+        # By (codec, rung): one encoder per codec its viewers take, and per made layer.
+        self._outputs: dict[tuple[str, Rung | None], RenditionOutput] = {}
         self._mailbox: Mailbox[_Arrival | _Gap] = Mailbox(settings.queue_frames)
         self._decoder = Decoder(source.codec)
         self.closed = False
@@ -114,19 +116,22 @@ class Rendition:
 
     # -- outputs (on the loop) ------------------------------------------------------------
 
-    def output(self, codec: str) -> RenditionOutput:
-        """The output encoding this rendition in ``codec``, created on first use (its
-        viewer subscribes at once; an output without viewers closes itself)."""
-        output = self._outputs.get(codec)
+    def output(self, codec: str, rung: Rung | None = None) -> RenditionOutput:
+        """The output encoding this rendition in ``codec`` (scaled to ``rung``: a made
+        layer), created on first use (its viewer subscribes at once; an output without
+        viewers closes itself)."""
+        key = (codec, rung)
+        output = self._outputs.get(key)
         if output is None or output.closed:
             settings = self._settings
             bitrate = settings.audio_bitrate if self.kind == "audio" else settings.video_bitrate
             encoder = make_encoder(
                 self.kind,
                 codec,
-                bitrate,
+                rung.bitrate if rung is not None else bitrate,
                 settings.encoder_threads,
                 settings.keyframe_interval_frames,
+                exact=rung is not None,
             )
             output = RenditionOutput(
                 self,
@@ -135,8 +140,9 @@ class Rendition:
                 settings.keyframe_request_interval_s,
                 self._loop,
                 self._output_closed,
+                rung,
             )
-            self._outputs[codec] = output
+            self._outputs[key] = output
         return output
 
     @property
@@ -144,8 +150,9 @@ class Rendition:
         return list(self._outputs.values())
 
     def _output_closed(self, output: RenditionOutput) -> None:
-        if self._outputs.get(output.codec) is output:
-            del self._outputs[output.codec]
+        key = (output.codec, output.rung)
+        if self._outputs.get(key) is output:
+            del self._outputs[key]
         if not self._outputs:
             self.close()
 

@@ -4,6 +4,7 @@ encoder per codec its viewers take."""
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -19,6 +20,7 @@ from ..media.publisher import Publisher
 from .encoder import ENCODERS
 from .output import RenditionOutput
 from .rendition import Rendition, RenditionSettings
+from .rung import LADDER, Rung
 
 logger = logging.getLogger(__name__)
 
@@ -94,11 +96,29 @@ class Renditions:
 
     # -- live renditions ------------------------------------------------------------------
 
-    def acquire(self, source: Publisher, pipeline: str, codec: str, room: str) -> RenditionOutput:
+    def ladder(self, room: str) -> tuple[Rung, ...]:
+        """The rungs the gateway makes for single-layer video in ``room`` (the first
+        ``processing.ladders`` entry whose pattern matches), largest first."""
+        for ladder in self._settings.ladders:
+            if fnmatch.fnmatchcase(room, ladder.room):
+                rungs = (Rung(r.height, r.bitrate_kbps * 1000) for r in ladder.rungs)
+                return tuple(sorted(rungs, key=lambda rung: -rung.height))
+        return ()
+
+    def acquire(
+        self,
+        source: Publisher,
+        pipeline: str,
+        codec: str,
+        room: str,
+        rung: Rung | None = None,
+    ) -> RenditionOutput:
         """The output of (source, pipeline) in ``codec``, created if needed: one decode and
-        one pipeline per (source, pipeline), one encoder per codec. The caller subscribes
-        to it at once (an output without viewers closes itself)."""
-        kind = self.kind(pipeline)
+        one pipeline per (source, pipeline), one encoder per codec. With ``rung`` (and the
+        LADDER pipeline): a made layer, one encoder per rung and codec after the same one
+        decode. The caller subscribes to it at once (an output without viewers closes
+        itself)."""
+        kind = "video" if pipeline == LADDER else self.kind(pipeline)
         if kind != source.kind:
             raise bad_request(
                 f"pipeline {pipeline!r} processes {kind}, track {source.id} is {source.kind}",
@@ -108,7 +128,9 @@ class Renditions:
             raise not_found(f"track {source.id} has ended", "unknown-track")
         rendition = self._live.get(f"{source.id}.{pipeline}")
         if rendition is not None and not rendition.closed:
-            existing = next((o for o in rendition.outputs if o.codec == codec), None)
+            existing = next(
+                (o for o in rendition.outputs if o.codec == codec and o.rung == rung), None
+            )
             if existing is not None and not existing.closed:
                 return existing
         # Each encoder is most of a rendition's cost: the limit counts them.
@@ -122,7 +144,7 @@ class Renditions:
             rendition = Rendition(
                 source,
                 pipeline,
-                self._build(pipeline),
+                Pipeline([], name=LADDER) if pipeline == LADDER else self._build(pipeline),
                 self._rendition_settings,
                 room,
                 self._closed,
@@ -131,7 +153,7 @@ class Renditions:
             self._live[rendition.id] = rendition
             self.created += 1
             logger.info("rendition %s started (room %s)", rendition.id, room)
-        return rendition.output(codec)
+        return rendition.output(codec, rung)
 
     @property
     def encoders(self) -> int:
@@ -151,6 +173,13 @@ class Renditions:
         if rendition is None:
             raise not_found(f"no rendition {rendition_id!r}", "unknown-rendition")
         return rendition
+
+    def made(self, source: Publisher) -> list[RenditionOutput]:
+        """The made layers of ``source`` that run now (processing/ladder.py)."""
+        rendition = self._live.get(f"{source.id}.{LADDER}")
+        if rendition is None or rendition.closed:
+            return []
+        return [o for o in rendition.outputs if o.rung is not None and not o.closed]
 
     @property
     def live(self) -> list[Rendition]:

@@ -1,6 +1,7 @@
-"""Each simulcast video a session receives, on the layer its viewer's link carries: the
-estimate (media/viewer_link.py) read every half second, the layer chosen under the
-viewer's own cap (media/layer_choice.py), the switch made at the layer's keyframe."""
+"""Each simulcast video a session receives (or single-layer video with server-made
+layers), on the layer its viewer's link carries: the estimate (media/viewer_link.py) read
+every half second, the layer chosen under the viewer's own cap (media/layer_choice.py),
+the switch made at the layer's keyframe."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import GatewayError
 from ..limits.meter import RateMeter
 from ..media.layer_choice import LayerChoice
 from ..media.publisher import Publisher
 from ..media.sender_slot import SenderSlot
+from ..media.subscriber import Subscriber
 from ..media.viewer_link import ViewerLink
+from ..processing.output import RenditionOutput
 
 TICK_S = 0.5
 UDP_IP_OVERHEAD = 8 + 20
@@ -25,6 +29,8 @@ LEAST_CEILING_BPS = 500_000
 # an encoder's output swings by half within seconds (keyframes, motion, its own
 # estimate), and a layer chosen in a trough would not fit a second later.
 PEAK_DECAY = 0.98
+# A made layer's ladder names the track's own picture so: no rid can be empty.
+ORIGINAL = ""
 
 
 @dataclass
@@ -51,7 +57,7 @@ class LayerSelection:
     def __init__(
         self,
         slots: dict[str, SenderSlot],
-        subscribe: Callable[[Publisher], Any],
+        subscribe: Callable[[Publisher | RenditionOutput], Subscriber],
         tell: Callable[[dict[str, Any]], None],
         adapt: bool,
     ) -> None:
@@ -68,6 +74,7 @@ class LayerSelection:
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
         self.audio_bps = 0.0  # audio sent to the viewer, on the wire
+        self.made_refused = 0  # a made layer not started (the processing limit)
 
     def _sent_bytes(self) -> int:
         return sum(s.output.bytes_sent for s in self._slots.values() if s.output is not None)
@@ -125,21 +132,32 @@ class LayerSelection:
             self._choose(mid, track, rates, rids, budget)
 
     def _ladder(self, mid: str) -> tuple[Publisher, list[float], list[str | None]] | None:
-        """The simulcast track ``mid`` receives, and its layers' bitrates and rids, smallest
-        first, up to the viewer's cap (None as the top rid: the track's followed layer)."""
+        """The layered track ``mid`` receives, and its layers' bitrates and rids, smallest
+        first, up to the viewer's cap (None as the top rid: the track itself, that is its
+        followed layer, or the original picture of a track with made layers)."""
         slot = self._slots[mid]
         current = slot.subscriber.source if slot.subscriber is not None else None
-        if slot.kind != "video" or not isinstance(current, Publisher):
+        track = layered_track(current)
+        if slot.kind != "video" or track is None or current is None:
             return None
-        track = current.layer_of or current
-        if not track.layers or track.layer_info is None:
+        if track.layers and track.layer_info is not None:
+            layers = [info for info in track.layer_info() if info["resolution"]]
+        elif track.made_layers is not None and (made := track.made_layers.info()):
+            original = {
+                "rid": ORIGINAL,
+                "resolution": track.resolution,
+                "wire_bps": track.made_layers.top_wire_bps(),
+                "flowing": True,
+            }
+            layers = [*made, original]
+        else:
             return None
         entry = self._choices.get(mid)
         if entry is None:
             # Subscribed to a layer by name (WHEP ?layer=RID): that is the viewer's cap.
-            entry = self._choices[mid] = _Choice(LayerChoice(), Cap(current.rid), current.rid)
+            rid = getattr(current, "rid", None)
+            entry = self._choices[mid] = _Choice(LayerChoice(), Cap(rid), rid)
         cap = entry.cap
-        layers = [info for info in track.layer_info() if info["resolution"]]
         sized = sorted(
             (w * h, str(info["rid"]), info) for info in layers for w, h in [info["resolution"]]
         )
@@ -158,11 +176,12 @@ class LayerSelection:
             ladder.append((0.0, cap.rid))  # asked for, its size not yet known
         if not ladder:
             return None
-        if cap == Cap():
+        if cap == Cap() and track.layers:
             followed = next((str(i["rid"]) for i in layers if i["followed"]), None)
             if ladder[-1][1] == followed:
                 ladder[-1] = (ladder[-1][0], None)  # the track itself: it follows this one
-        return track, [rate for rate, _ in ladder], [rid for _, rid in ladder]
+        rids = [None if rid == ORIGINAL else rid for _, rid in ladder]
+        return track, [rate for rate, _ in ladder], rids
 
     def _peak(self, mid: str, rid: str, rate: float) -> float:
         key = (mid, rid)
@@ -191,26 +210,42 @@ class LayerSelection:
         level = choice.choose(rates, budget)
         if level is None:
             if not was_paused:
-                lowest = track.layers[rids[0]] if rids[0] is not None else track
-                if slot.subscriber.source is not lowest:
-                    slot.assign(self._subscribe(lowest))
+                if received != rids[0] and not self._move(slot, track, rids[0], at_once=True):
+                    return
                 assert slot.subscriber is not None
                 slot.subscriber.pause()
                 entry.target = rids[0]
                 self._tell({"type": "video-paused", "mid": mid, "reason": "bandwidth"})
             return
         rid = rids[level]
-        target = track if rid is None else track.layers[rid]
         if was_paused:
             slot.subscriber.resume()
             self._tell({"type": "video-resumed", "mid": mid})
-        if slot.subscriber.source is not target:
-            slot.switch(self._subscribe(target))
+        if received != rid:
+            if not self._move(slot, track, rid):
+                return
             if track.layers_wanted is not None:
                 track.layers_wanted()
         if rid != entry.target:
             entry.target = rid
             self._tell({"type": "layer-chosen", "mid": mid, "layer": rid, "reason": "bandwidth"})
+
+    def _move(
+        self, slot: SenderSlot, track: Publisher, rid: str | None, at_once: bool = False
+    ) -> bool:
+        """Put ``slot`` on layer ``rid`` of ``track``: at the layer's keyframe, or
+        ``at_once`` (to pause it there). False when a made layer cannot be started."""
+        try:
+            target = layer_target(track, rid)
+        except GatewayError:
+            self.made_refused += 1
+            return False
+        subscriber = self._subscribe(target)
+        if at_once:
+            slot.assign(subscriber)
+        else:
+            slot.switch(subscriber)
+        return True
 
     def stats(self, mid: str) -> dict[str, Any] | None:
         entry = self._choices.get(mid)
@@ -226,3 +261,27 @@ class LayerSelection:
             "hold_s": choice.hold_s,
             "cap": {k: v for k, v in vars(entry.cap).items() if v is not None},
         }
+
+
+def layered_track(source: object) -> Publisher | None:
+    """The track whose layers ``source`` is one of (a simulcast layer's track, a made
+    layer's track), or ``source`` itself if it is a track; None for a processed output."""
+    if isinstance(source, Publisher):
+        return source.layer_of or source
+    if isinstance(source, RenditionOutput) and source.rung is not None:
+        return source.source
+    return None
+
+
+def layer_target(track: Publisher, rid: str | None) -> Publisher | RenditionOutput:
+    """What a viewer of ``track`` subscribes to for layer ``rid`` (None: the track itself):
+    a simulcast layer's track, or a made layer (started now if nobody takes it; raises
+    unknown-layer, or too-many-renditions at the processing limit)."""
+    if rid is None:
+        return track
+    layer = track.layers.get(rid)
+    if layer is not None:
+        return layer
+    if track.made_layers is None:
+        raise GatewayError(404, "unknown-layer", f"track {track.id} has no layer {rid!r}")
+    return track.made_layers.output(rid)

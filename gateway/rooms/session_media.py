@@ -25,11 +25,12 @@ from ..media.nack import SsrcNackSchedulers
 from ..media.publisher import Publisher
 from ..media.sender_slot import SenderSlot
 from ..media.subscriber import Subscriber
+from ..processing.ladder import MadeLayers
 from ..processing.output import RenditionOutput
 from ..processing.renditions import Renditions
 from ..signaling import sdp, simulcast
 from . import negotiation
-from .layer_selection import Cap, LayerSelection
+from .layer_selection import ORIGINAL, Cap, LayerSelection, layer_target, layered_track
 from .negotiation import Negotiation
 
 
@@ -120,17 +121,27 @@ class SessionMedia:
     ) -> str:
         """Receive, per receiving m-line, the first room track of its kind (WHEP); tracks
         of ``pipeline``'s kind through that pipeline, the others as published; the video
-        track's simulcast ``layer`` (a rid) if one is named."""
+        track's simulcast ``layer`` (a rid) if one is named, or its made layer (the track
+        is negotiated, then switched to it at once)."""
         description = self._parse(offer, "recv")
         processed = self.pipeline_kind(pipeline) if pipeline else None
         subscribe, pipelines = negotiation.received_tracks(
             description, publishers, pipeline, processed
         )
+        made: list[str] = []
         if layer is not None:
-            subscribe = {
-                mid: negotiation.layer_of(track, layer) for mid, track in subscribe.items()
-            }
-        return (await self.negotiate(offer, {}, subscribe, description, pipelines)).answer
+            for mid, track in subscribe.items():
+                if track.kind == "video" and not track.layers and track.made_layers is not None:
+                    if layer not in [rung.rid for rung in track.made_layers.rungs()]:
+                        track.made_layers.output(layer)  # raises unknown-layer, naming them
+                    made.append(mid)
+                else:
+                    subscribe[mid] = negotiation.layer_of(track, layer)
+        answer = (await self.negotiate(offer, {}, subscribe, description, pipelines)).answer
+        for mid in made:
+            if mid in self.slots:
+                self.switch_layer(layer, mid)
+        return answer
 
     def _parse(self, offer: str, want: str) -> SessionDescription:
         limits = self._config.limits
@@ -339,6 +350,8 @@ class SessionMedia:
                 else:
                     feed = ReceiverFeed(transceiver.receiver, codec, kind)
                     published = self.publish(mid, kind, codec, feed, source)
+                    if kind == "video":
+                        self._offer_made_layers(published)
                 self._ingest.attach(transceiver, published)
 
     def _publish_layers(
@@ -393,6 +406,15 @@ class SessionMedia:
         self._demands[mid] = demand
         demand.start()
         return track
+
+    def _offer_made_layers(self, track: Publisher) -> None:
+        """A single-layer video in a room with a ladder (processing.ladders): its lower
+        layers are made by the gateway, when a viewer needs one."""
+        if self._renditions is None or track.layers or track.made_layers is not None:
+            return
+        rungs = self._renditions.ladder(self._room_name)
+        if rungs:
+            track.made_layers = MadeLayers(track, rungs, self._renditions, self._room_name)
 
     def _layers_changed(self, mid: str, track: Publisher, active: dict[str, bool]) -> None:
         self._tell({"type": "layers", "mid": mid, "track": track.id, "active": active})
@@ -548,9 +570,10 @@ class SessionMedia:
         """Receive another simulcast layer of the video this session receives, without
         renegotiating (the same transceiver and RTP stream continue; the viewer resumes at
         the layer's keyframe): ``layer`` by rid, or the largest whose picture fits
-        ``max_width`` x ``max_height``, or (neither) the best layer that flows. ``mid``
-        picks one m-line; otherwise every received simulcast video. Returns the mids
-        switched."""
+        ``max_width`` x ``max_height``, or (neither) the best layer that flows. A
+        single-layer video with made layers (processing.ladders) switches among them and
+        its original alike. ``mid`` picks one m-line; otherwise every received layered
+        video. Returns the mids switched."""
         if mid is not None and mid not in self.slots:
             raise not_found(f"this session receives nothing on m-line {mid!r}", "unknown-mid")
         switched: list[str] = []
@@ -558,13 +581,18 @@ class SessionMedia:
         for key in [mid] if mid is not None else list(self.slots):
             slot = self.slots[key]
             current = slot.subscriber.source if slot.subscriber is not None else None
-            if not isinstance(current, Publisher) or current.kind != "video":
+            track = layered_track(current)
+            if track is None or track.kind != "video":
                 continue
-            track = current.layer_of or current
-            if not track.layers:
+            target: Publisher | RenditionOutput
+            if track.layers:
+                target = _pick_layer(track, layer, max_width, max_height)
+            elif track.made_layers is not None and track.made_layers.rungs():
+                rid = _pick_made(track.made_layers, layer, max_width, max_height)
+                target = layer_target(track, rid)
+            else:
                 continue
             simulcast_mids += 1
-            target = _pick_layer(track, layer, max_width, max_height)
             self.selection.set_cap(key, Cap(layer, max_width, max_height))
             waiting = slot.standby.source if slot.standby is not None else None
             if target is current and waiting is not None:
@@ -589,7 +617,17 @@ class SessionMedia:
         out: dict[str, dict[str, Any]] = {}
         for mid, slot in self.slots.items():
             source = slot.subscriber.source if slot.subscriber is not None else None
-            if isinstance(source, RenditionOutput):
+            if isinstance(source, RenditionOutput) and source.rung is not None:
+                # A made layer of the track, chosen as a simulcast layer is.
+                out[mid] = {
+                    "track": source.source.id,
+                    "pipeline": None,
+                    "codec": source.codec,
+                    "layer": source.rid,
+                    "made": True,
+                    "selection": self.selection.stats(mid),
+                }
+            elif isinstance(source, RenditionOutput):
                 out[mid] = {
                     "track": source.source.id,
                     "pipeline": source.pipeline_name,
@@ -599,13 +637,14 @@ class SessionMedia:
             elif isinstance(source, Publisher):
                 track = source.layer_of or source
                 out[mid] = {"track": track.id, "pipeline": None, "codec": source.codec}
-                if track.layers:
-                    out[mid]["layer"] = source.rid  # None: the best layer that flows
+                if track.layers or track.made_layers is not None:
+                    out[mid]["layer"] = source.rid  # None: the best layer, or the original
                     out[mid]["selection"] = self.selection.stats(mid)
-                    standby = slot.standby
-                    if standby is not None and isinstance(standby.source, Publisher):
-                        # Switching, at the new layer's next keyframe (None: the best).
-                        out[mid]["switching_to"] = standby.source.rid
+            if mid in out and "layer" in out[mid]:
+                standby = slot.standby.source if slot.standby is not None else None
+                if isinstance(standby, Publisher | RenditionOutput):
+                    # Switching, at the new layer's next keyframe (None: the best).
+                    out[mid]["switching_to"] = standby.rid
         return out
 
     # -- the end ----------------------------------------------------------------------------
@@ -639,6 +678,29 @@ def _pick_layer(
         for info in (track.layer_info() if track.layer_info is not None else [])
         if info["resolution"] and info["flowing"]
     }
+    rid = _largest_fitting(sizes, max_width, max_height)
+    return track.layers[rid] if rid is not None else track
+
+
+def _pick_made(
+    made: MadeLayers, layer: str | None, max_width: int | None, max_height: int | None
+) -> str | None:
+    """The made layer asked for, or the largest of them and the original that fits (None:
+    the original)."""
+    if layer is not None or (max_width is None and max_height is None):
+        return layer
+    sizes = {str(info["rid"]): info["resolution"] for info in made.info()}
+    if made.track.resolution is not None:
+        sizes[ORIGINAL] = list(made.track.resolution)
+    rid = _largest_fitting(sizes, max_width, max_height)
+    return None if rid == ORIGINAL else rid
+
+
+def _largest_fitting(
+    sizes: Mapping[str, Any], max_width: int | None, max_height: int | None
+) -> str | None:
+    """The rid of the largest picture in ``sizes`` (rid -> [width, height]) within the
+    bounds, else the smallest there is; None when there is none."""
     fitting = [
         (width * height, rid)
         for rid, (width, height) in sizes.items()
@@ -646,7 +708,7 @@ def _pick_layer(
         and (max_height is None or height <= max_height)
     ]
     if fitting:
-        return track.layers[max(fitting)[1]]
+        return max(fitting)[1]
     if sizes:  # nothing fits: the smallest there is
-        return track.layers[min((w * h, rid) for rid, (w, h) in sizes.items())[1]]
-    return track
+        return min((w * h, rid) for rid, (w, h) in sizes.items())[1]
+    return None

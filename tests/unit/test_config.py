@@ -184,6 +184,37 @@ def test_process_environment_is_read_by_default(monkeypatch: pytest.MonkeyPatch)
         ("rooms: {max_subscribers: 0}\n", "rooms.max_subscribers", "at least 1"),
         ("rooms: {max_rooms: -5}\n", "rooms.max_rooms", "at least 1"),
         ("log: {level: verbose}\n", "log.level", "debug, info, warning or error"),
+        (
+            "processing: {ladders: [{room: '*', rungs: []}]}\n",
+            "processing.ladders[0].rungs",
+            "1-4 rungs",
+        ),
+        (
+            "processing: {ladders: [{room: '*', rungs: [{height: 181, bitrate_kbps: 100}]}]}\n",
+            "processing.ladders[0].rungs[0].height",
+            "even",
+        ),
+        (
+            "processing: {ladders: [{room: '*', rungs: [{height: 180, bitrate_kbps: 5}]}]}\n",
+            "processing.ladders[0].rungs[0].bitrate_kbps",
+            "50-20000",
+        ),
+        (
+            "processing: {ladders: [{room: '*', rungs: [{height: 180}]}]}\n",
+            "processing.ladders[0].rungs[0]",
+            "bitrate_kbps",
+        ),
+        (
+            "processing: {ladders: [{room: '', rungs: [{height: 180, bitrate_kbps: 99}]}]}\n",
+            "processing.ladders[0].room",
+            "pattern",
+        ),
+        (
+            "processing: {ladders: [{room: a, rungs: [{height: 180, bitrate_kbps: 99},"
+            " {height: 180, bitrate_kbps: 80}]}]}\n",
+            "processing.ladders[0].rungs",
+            "two rungs of one height",
+        ),
     ],
 )
 def test_bad_value_names_the_key(tmp_path: Path, text: str, key: str, detail: str) -> None:
