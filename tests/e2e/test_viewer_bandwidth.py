@@ -1,8 +1,11 @@
 """A Chromium viewer behind a real rate limit (tc tbf on a veth) gets the simulcast layer
 its link carries, chosen from its transport-cc feedback, and climbs back once the limit
-is lifted; a viewer on a clean path keeps the top layer throughout.
+is lifted; a viewer on a clean path keeps the top layer throughout. The same with a
+single-layer aiortc publisher in a room with a ladder: the narrow viewer gets a layer the
+gateway makes.
 
-    gwV-sfu: gateway 192.0.2.1; a Chromium publishing simulcast (WHIP), and the good viewer
+    gwV-sfu: gateway 192.0.2.1; a Chromium publishing simulcast (WHIP) or an aiortc
+        publisher (one layer), and the good viewer
         |  veth, tbf on the gateway's end (gateway -> slow viewer), set mid-test
     gwV-slow: a Chromium with the slow viewer 192.0.2.2
 """
@@ -19,6 +22,7 @@ import numpy as np
 import pytest
 
 from tests.support.gateway_process import start_gateway_process
+from tests.support.killable_publisher import PublisherProcess
 from tests.support.netns import Namespace, network
 
 from .conftest import (
@@ -45,6 +49,18 @@ auth:
 log:
   level: warning
 """
+MADE_ROOM = "one-layer"
+# The aiortc publisher's 640x480 (~0.5-1.5 Mbps, aiortc's encoder) and one made rung.
+RUNG = (320, 240)
+LADDER_CONFIG = (
+    CONFIG
+    + f"""
+processing:
+  ladders:
+    - room: {MADE_ROOM}
+      rungs: [{{height: {RUNG[1]}, bitrate_kbps: 200}}]
+"""
+)
 # The camera needs a secure context: this address is not one (localhost would be).
 SECURE = [f"--unsafely-treat-insecure-origin-as-secure={BASE}"]
 TOP = (CAMERA_WIDTH, CAMERA_HEIGHT)  # the publish page sends f (640x480) and h (1/2)
@@ -205,6 +221,98 @@ async def test_a_narrow_link_gets_a_lower_layer_and_climbs_back(
                 await wait_js(narrow, f"window.watchStats.height === {TOP[1]}", timeout=15)
         finally:
             await gateway.close()
+
+
+async def test_a_narrow_link_gets_a_layer_the_gateway_makes(
+    tmp_path: Path, fake_camera: Path
+) -> None:
+    with network("gwM") as net:
+        sfu, slow = net.namespace("sfu"), net.namespace("slow")
+        sfu_if, _ = net.link(sfu, f"{GATEWAY_IP}/24", slow, f"{SLOW_IP}/24", "nl")
+        gateway = await start_gateway_process(
+            LADDER_CONFIG, tmp_path, host=GATEWAY_IP, port=8080, wrapper=sfu.command()
+        )
+        publisher = await PublisherProcess.start(
+            BASE, MADE_ROOM, size=TOP, noise=True, wrapper=sfu.command()
+        )
+        try:
+            async with (
+                launch(chromium_in(sfu, tmp_path), fake_camera, SECURE) as near,
+                launch(chromium_in(slow, tmp_path), fake_camera, SECURE) as far,
+            ):
+                track = await until(lambda: _made_track(sfu), "the track's made layer offered", 30)
+                good = await open_watcher(await near.new_context(), BASE, MADE_ROOM)
+                narrow = await open_watcher(await far.new_context(), BASE, MADE_ROOM)
+                for page in (good, narrow):
+                    await wait_js(page, f"window.watchStats.width === {TOP[0]}", timeout=30)
+                good_id = (await watch_stats(good))["sessionId"]
+                narrow_id = (await watch_stats(narrow))["sessionId"]
+                await asyncio.sleep(3)  # the publisher's encoder settles on its bitrate
+                track = await _made_track(sfu)
+                assert track is not None
+                (rung,) = track["made_layers"]
+                original = 1.1 * track["ingest"]["received_bps"]  # headers: a tenth
+                audio = (await video(sfu, narrow_id))["link"]["audio_bps"]
+                print("original", original, "rung", rung, "audio", audio)
+                limit_kbps = int(
+                    min(1.5 * (rung["wire_bps"] + audio), 0.9 * (original + audio)) / 1000
+                )
+                assert limit_kbps * 1000 > rung["wire_bps"] + audio, (limit_kbps, rung)
+                print("limit", limit_kbps, "kbit")
+                sfu.rate_limit(sfu_if, f"{limit_kbps}kbit", burst="16kb", latency="300ms")
+                limited_at = time.monotonic()
+                stepped = await until(
+                    lambda: _on_layer(sfu, narrow_id, rung["rid"]), "the narrow viewer made", 20
+                )
+                print("stepped down after", round(time.monotonic() - limited_at, 1), "s:", stepped)
+                assert stepped["made"], stepped
+                await wait_js(narrow, f"window.watchStats.height === {RUNG[1]}", timeout=10)
+                before = await watch_stats(narrow)
+                started = time.monotonic()
+                await asyncio.sleep(5)
+                after = await watch_stats(narrow)
+                fps = (after["framesDecoded"] - before["framesDecoded"]) / (
+                    time.monotonic() - started
+                )
+                assert fps >= 25, (fps, after)
+                assert (after["width"], after["height"]) == RUNG
+                (ladder,) = [
+                    r
+                    for r in (await sfu.fetch_json(f"{BASE}/api/renditions"))["renditions"]
+                    if r["pipeline"] == "@ladder"
+                ]
+                assert ladder["subscribers"] == 1 and ladder["decoders"] == 1, ladder
+                good_video = await video(sfu, good_id)
+                assert good_video["layer"] is None and not good_video.get("made"), good_video
+                assert (await watch_stats(good))["height"] == TOP[1]
+                sfu.remove_rate_limit(sfu_if)
+                lifted_at = time.monotonic()
+                back = await until(
+                    lambda: _on_layer(sfu, narrow_id, None), "the narrow viewer on the original", 60
+                )
+                print("original after", round(time.monotonic() - lifted_at, 1), "s:", back)
+                await wait_js(narrow, f"window.watchStats.height === {TOP[1]}", timeout=15)
+                # Nobody on the made layer: it is made no more.
+                await until(lambda: _no_ladder(sfu), "the made layer stopped", 10)
+        finally:
+            await publisher.kill()
+            await gateway.close()
+
+
+async def _made_track(sfu: Namespace) -> dict[str, Any] | None:
+    try:
+        room = await sfu.fetch_json(f"{BASE}/api/rooms/{MADE_ROOM}")
+    except AssertionError:
+        return None  # no such room yet (404)
+    for track in room["tracks"]:
+        if track["kind"] == "video" and track.get("made_layers"):
+            return dict(track)
+    return None
+
+
+async def _no_ladder(sfu: Namespace) -> bool:
+    renditions = (await sfu.fetch_json(f"{BASE}/api/renditions"))["renditions"]
+    return not any(r["pipeline"] == "@ladder" for r in renditions)
 
 
 async def _flowing(sfu: Namespace) -> bool:

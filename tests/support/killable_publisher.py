@@ -23,12 +23,25 @@ class PublisherProcess:
 
     @classmethod
     async def start(
-        cls, base: str, room: str, *, first: int = 0, token: str | None = None
+        cls,
+        base: str,
+        room: str,
+        *,
+        first: int = 0,
+        token: str | None = None,
+        size: tuple[int, int] = (320, 240),
+        noise: bool = False,
+        wrapper: list[str] | None = None,
     ) -> PublisherProcess:
+        """``wrapper``: the command to run it in (a network namespace's ``ip netns exec``)."""
         args = ["--base", base, "--room", room, "--first", str(first)]
+        args += ["--width", str(size[0]), "--height", str(size[1])]
         if token is not None:
             args += ["--token", token]
+        if noise:
+            args.append("--noise")
         process = await asyncio.create_subprocess_exec(
+            *(wrapper or []),
             sys.executable,
             "-m",
             "tests.support.publisher_process",

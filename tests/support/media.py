@@ -67,16 +67,28 @@ def mean_chroma(frame: av.VideoFrame) -> tuple[float, float]:
     return float(u.mean()), float(v.mean())
 
 
+NOISE_BAND = 12  # the noise band's share of the picture height: 1/NOISE_BAND
+
+
 class NumberedVideoTrack(MediaStreamTrack):
     """Live video at ``fps`` whose frame N shows ``first`` + N (mod 4096); encoded by
-    aiortc (answers PLI)."""
+    aiortc (answers PLI). ``noise``: a band of fresh noise below the number in every
+    frame, so that the encoder needs a camera's bitrate (the plain picture needs little)."""
 
     kind = "video"
 
-    def __init__(self, width: int = 640, height: int = 360, fps: int = 30, first: int = 0) -> None:
+    def __init__(
+        self,
+        width: int = 640,
+        height: int = 360,
+        fps: int = 30,
+        first: int = 0,
+        noise: bool = False,
+    ) -> None:
         super().__init__()
         self.width, self.height, self.fps = width, height, fps
         self.first = first
+        self._noise = np.random.default_rng(first) if noise else None
         self.count = 0
         self._start: float | None = None
         self.sent_at: dict[int, float] = {}
@@ -89,6 +101,12 @@ class NumberedVideoTrack(MediaStreamTrack):
         if delay > 0:
             await asyncio.sleep(delay)
         frame = numbered_frame(self.first + self.count, self.width, self.height)
+        if self._noise is not None:
+            planes = frame.to_ndarray()
+            top = self.width // BITS + 8  # below the number's blocks
+            band = slice(top, top + self.height // NOISE_BAND)
+            planes[band] = self._noise.integers(100, 156, planes[band].shape, dtype=np.uint8)
+            frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
         frame.pts = int(self.count * VIDEO_RATE / self.fps)
         frame.time_base = fractions.Fraction(1, VIDEO_RATE)
         self.sent_at[self.count] = time.monotonic()
