@@ -12,6 +12,8 @@ _NAL_SPS = 7
 _NAL_AUD = 9
 _NAL_STAP_A = 24
 _NAL_FU_A = 28
+VIDEO_CLOCK_RATE = 90000
+MAX_CAPTURE_GAP_S = 1.0
 
 
 @dataclass(slots=True)
@@ -25,6 +27,9 @@ class EncodedFrame:
     discontinuity: bool
     arrival_ms: int
     ssrc: int
+    # When it was captured, in seconds on a clock every layer of its track shares (the
+    # sender's, from its RTCP sender reports); None before a report came.
+    captured: float | None = None
 
 
 @dataclass(slots=True)
@@ -37,6 +42,19 @@ class OutgoingFrame:
     keyframe: bool
     size: int  # encoded bytes
     ntp_time: int  # wall clock at forwarding, for RTCP sender reports
+    # When it was captured, in seconds on a clock every layer of its track shares (made
+    # layers and pipelines: the track's own timeline); None where unknown. A viewer
+    # switched between layers continues its timestamps by it.
+    captured: float | None = None
+
+
+def capture_ticks(before: float | None, after: float | None) -> int | None:
+    """Video clock ticks (90 kHz) from a frame captured at ``before`` to one captured at
+    ``after`` (seconds, one clock), at least one; None when either is unknown or they are
+    a second or more apart (not one clock, or a stall: not to be trusted)."""
+    if before is None or after is None or abs(after - before) >= MAX_CAPTURE_GAP_S:
+        return None
+    return max(1, round((after - before) * VIDEO_CLOCK_RATE))
 
 
 def is_keyframe(codec: str, data: bytes) -> bool:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from ..limits.meter import RateMeter
 from .assembler import FrameAssembler, RtpLike
 from .feed import FrameHandler
-from .frames import EncodedFrame, video_size
+from .frames import EncodedFrame, capture_ticks, video_size
 
 # A layer that has sent no frame for this long is not flowing (the sender stopped it, or
 # its bandwidth estimate no longer carries it).
@@ -37,6 +37,8 @@ class _Layer:
     packets = 0
     meter: RateMeter | None = None  # bytes per second, over the last two seconds
     packet_meter: RateMeter | None = None  # packets per second, likewise
+    # The last sender report: (NTP time in seconds, RTP timestamp) of one instant.
+    report: tuple[float, int] | None = None
 
 
 def _bytes_of(layer: _Layer) -> float:
@@ -92,7 +94,11 @@ class LayerRouter:
         if not frames:
             return
         layer.last_frame_at = self._clock()
+        report = layer.report
         for frame in frames:
+            if report is not None:
+                ticks = (frame.timestamp - report[1] + 0x80000000) % 0x100000000 - 0x80000000
+                frame.captured = report[0] + ticks / VIDEO_CLOCK_RATE
             layer.frames += 1
             layer.bytes += len(frame.data)
             if frame.keyframe:
@@ -116,6 +122,12 @@ class LayerRouter:
         if found is None:
             self.unrouted += 1
         return found
+
+    def sender_report(self, ssrc: int, ntp_timestamp: int, rtp_timestamp: int) -> None:
+        """A layer's RTCP sender report: its frames' capture times follow from it."""
+        layer = self._by_ssrc.get(ssrc)
+        if layer is not None:
+            layer.report = (ntp_timestamp / 2**32, rtp_timestamp)
 
     def learn_rtx(self, rtx_ssrc: int, repaired_rid: str) -> None:
         """``rtx_ssrc`` carries retransmissions of layer ``repaired_rid``."""
@@ -177,6 +189,8 @@ class LayerRouter:
                 "bitrate_bps": int(self.bitrate(layer.rid)),
                 "wire_bps": int(self.wire_bitrate(layer.rid)),
                 "flowing": self.flowing(layer.rid),
+                # Its sender reports came: switches to and from it align by capture time.
+                "sender_reports": layer.report is not None,
             }
             for layer in self._layers.values()
         ]
@@ -219,7 +233,8 @@ class BestLayerFeed:
         self.current: str | None = None
         self._target: str | None = None
         self._offset = 0  # added to the current layer's timestamps
-        self._last_out: tuple[int, float] | None = None  # (timestamp, wall clock)
+        # (timestamp, wall clock, capture time) of the last frame out
+        self._last_out: tuple[int, float, float | None] | None = None
         self.switches = 0
 
     def start(self, on_frames: FrameHandler) -> None:
@@ -267,16 +282,17 @@ class BestLayerFeed:
         if self._last_out is None:
             self._offset = 0
         else:
-            last_ts, at = self._last_out
-            elapsed = max(1, round((now - at) * VIDEO_CLOCK_RATE))
-            self._offset = (last_ts + elapsed - first.timestamp) & 0xFFFFFFFF
+            last_ts, at, captured = self._last_out
+            self._offset = (last_ts + _elapsed(at, now, captured, first) - first.timestamp) & (
+                0xFFFFFFFF
+            )
         if self.current is not None:
             self.switches += 1
         self.current, self._target = rid, None
 
     def _continue(self, frame: EncodedFrame, switched: bool) -> EncodedFrame:
         timestamp = (frame.timestamp + self._offset) & 0xFFFFFFFF
-        self._last_out = (timestamp, self._clock())
+        self._last_out = (timestamp, self._clock(), frame.captured)
         # After a switch the previous layer's deltas mean nothing: a discontinuity.
         discontinuity = frame.discontinuity or switched
         return dataclasses.replace(frame, timestamp=timestamp, discontinuity=discontinuity)
@@ -294,3 +310,10 @@ class BestLayerFeed:
             for key, value in self._router.counters(rid).items():
                 totals[key] += value
         return totals
+
+
+def _elapsed(at: float, now: float, captured: float | None, first: EncodedFrame) -> int:
+    """Ticks between the last frame out and ``first`` of the new layer: by their capture
+    times (the sender's reports), else by the wall clock between their arrivals."""
+    ticks = capture_ticks(captured, first.captured)
+    return ticks if ticks is not None else max(1, round((now - at) * VIDEO_CLOCK_RATE))

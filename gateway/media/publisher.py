@@ -156,13 +156,16 @@ class Publisher:
         if self._ssrc is None:
             self._ssrc = frame.ssrc
             self.keyframes.retry()
+        pts = self._pts(frame.timestamp)
         outgoing = OutgoingFrame(
             data=frame.data,
             payloads=self._packetize(frame.data),
-            timestamp=self._pts(frame.timestamp),
+            timestamp=pts,
             keyframe=frame.keyframe,
             size=len(frame.data),
             ntp_time=current_ntp_time(),
+            # Without sender reports: the track's own timeline (its made layers' too).
+            captured=frame.captured if frame.captured is not None else pts / self._clock_rate,
         )
         self.frames_in += 1
         self.bytes_in += len(frame.data)
@@ -192,6 +195,11 @@ class Publisher:
         pts = self._timeline_base + (self._ts_cycles << 32) + timestamp - self._first_ts
         self._last_pts = max(self._last_pts, pts)
         return pts
+
+    @property
+    def clock_rate(self) -> int:
+        """The RTP clock of the track's timestamps (Hz)."""
+        return self._clock_rate
 
     def subscribe(self, max_backlog: int) -> Subscriber:
         return self.forwarder.subscribe(self.kind, max_backlog, self.keyframes.request, self)

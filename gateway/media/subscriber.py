@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .frames import OutgoingFrame, vp8_picture_id, with_vp8_picture_id
+from .frames import OutgoingFrame, capture_ticks, vp8_picture_id, with_vp8_picture_id
 from .tap import RtpOutput
 
 # Sent packets kept for NACK retransmission: ~1.7 s of 1.5 Mbps video, ~4 s at 600 kbps.
@@ -54,7 +54,11 @@ class Subscriber:
         self._timestamp_origin = random.getrandbits(32)
         # Set when continuing another subscriber's stream: where our timeline resumes.
         self._resume_at: int | None = None
+        # ...and the last frame's there (timestamp, capture time), to continue it by the
+        # time between the two frames' capture (layers of one track share that clock).
+        self._resume_from: tuple[int, float | None] | None = None
         self._last_timestamp = 0
+        self._last_captured: float | None = None
         # (sequence number, SRTP packet, when last resent) of what was sent
         self._history: list[tuple[int, bytes, float] | None] = [None] * HISTORY
         self.created_at = time.monotonic()
@@ -85,6 +89,8 @@ class Subscriber:
         """Take over a transceiver from ``previous``: same sequence, no timestamp jump back."""
         self._sequence = previous._sequence
         self._resume_at = (previous._last_timestamp + 3000) & 0xFFFFFFFF
+        if self.kind == "video":
+            self._resume_from = (previous._last_timestamp, previous._last_captured)
         if previous._last_picture_id is not None:
             self._picture_id_resume = (previous._last_picture_id + 1) & 0x7FFF
 
@@ -168,10 +174,17 @@ class Subscriber:
                 self._request_keyframe()
             return
         if self._resume_at is not None:
-            self._timestamp_origin = (self._resume_at - frame.timestamp) & 0xFFFFFFFF
-            self._resume_at = None
+            resume_at = self._resume_at
+            if self._resume_from is not None:
+                last, captured = self._resume_from
+                ticks = capture_ticks(captured, frame.captured)
+                if ticks is not None:
+                    resume_at = (last + ticks) & 0xFFFFFFFF
+            self._timestamp_origin = (resume_at - frame.timestamp) & 0xFFFFFFFF
+            self._resume_at = self._resume_from = None
         timestamp = (self._timestamp_origin + frame.timestamp) & 0xFFFFFFFF
         self._last_timestamp = timestamp
+        self._last_captured = frame.captured
         payloads = self._picture_ids(frame.payloads) if self.vp8 else frame.payloads
         last = len(payloads) - 1
         payload_type = output.payload_type

@@ -30,7 +30,15 @@ from aiortc.rtcrtpparameters import (
     RTCRtpHeaderExtensionParameters,
     RTCRtpSendParameters,
 )
-from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtpPacket, pack_remb_fci, unpack_remb_fci
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    AnyRtcpPacket,
+    RtcpPsfbPacket,
+    RtcpSrPacket,
+    RtpPacket,
+    pack_remb_fci,
+    unpack_remb_fci,
+)
 
 from .assembler import FrameAssembler
 from .congestion import TRANSPORT_CC_URI
@@ -49,6 +57,8 @@ class LayerSink(Protocol):
     def learn_rtx(self, rtx_ssrc: int, repaired_rid: str) -> None: ...
 
     def repaired_ssrc(self, rtx_ssrc: int) -> int | None: ...
+
+    def sender_report(self, ssrc: int, ntp_timestamp: int, rtp_timestamp: int) -> None: ...
 
 
 logger = logging.getLogger(__name__)
@@ -165,6 +175,17 @@ def tap_layers(receiver: RTCRtpReceiver, router: LayerSink) -> None:
         await original(packet, arrival_time_ms)
 
     receiver._handle_rtp_packet = handle_rtp_packet  # type: ignore[method-assign]
+    original_rtcp = receiver._handle_rtcp_packet
+
+    async def handle_rtcp_packet(packet: AnyRtcpPacket) -> None:
+        # Each layer's sender reports: when its frames were captured, on the one clock
+        # the layers share (what aligns their timestamps at a switch).
+        if isinstance(packet, RtcpSrPacket):
+            info = packet.sender_info
+            router.sender_report(packet.ssrc, info.ntp_timestamp, info.rtp_timestamp)
+        await original_rtcp(packet)
+
+    receiver._handle_rtcp_packet = handle_rtcp_packet  # type: ignore[method-assign]
 
 
 def tap_receiver(receiver: RTCRtpReceiver, assembler: FrameAssembler, sink: FrameSink) -> None:

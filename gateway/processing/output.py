@@ -65,6 +65,7 @@ class RenditionOutput:
         self._loop = loop
         self._on_close = on_close
         self._packetize = tap.packetizer(codec)
+        self._clock_rate = rendition.source.clock_rate
         self.forwarder = Forwarder(on_empty=self.close)
         self.keyframes = KeyframeRequester(keyframe_request_interval_s, self._want_keyframe)
         self._keyframe_wanted = True  # the first frame out is a keyframe
@@ -126,6 +127,8 @@ class RenditionOutput:
                 keyframe=packet.keyframe,
                 size=len(packet.data),
                 ntp_time=current_ntp_time(),
+                # The source track's timeline, as its own frames without sender reports.
+                captured=(timestamp + packet.offset) / self._clock_rate,
             )
             self.rendition.post(self._forward, outgoing, arrived)
 

@@ -143,3 +143,53 @@ def test_frames_given_to_the_default_track_are_copies() -> None:
     best.start(out.extend)
     send(router, Layer("q", 11, (160, 120), 1000), keyframe=True)
     assert layer_frames[0].timestamp == 1000 and out[0] is not layer_frames[0]
+
+
+def test_sender_reports_give_each_layers_frames_a_capture_time_on_one_clock() -> None:
+    router = LayerRouter("VP8", ("q", "h"))
+    frames: dict[str, list[EncodedFrame]] = {"q": [], "h": []}
+    for rid in frames:
+        router.subscribe(rid, frames[rid].extend)
+    # Two clocks far apart, h's about to wrap past 2**32.
+    q, h = Layer("q", 11, (160, 120), 1000), Layer("h", 22, (320, 240), 0xFFFFF000)
+    send(router, q, keyframe=True)
+    send(router, h, keyframe=True)
+    assert frames["q"][0].captured is None  # no report yet
+    ntp = 3_900_000_000.5
+    # At NTP time `ntp` q's clock read 4000 and h's 0xFFFFFFFF (their next frames' stamps).
+    router.sender_report(11, int(ntp * 2**32), 4000)
+    router.sender_report(22, int(ntp * 2**32), 0xFFFFF000 + 3000)
+    router.sender_report(99, int(ntp * 2**32), 0)  # an SSRC no layer has: ignored
+    send(router, q)
+    send(router, h)  # its timestamp is 0xFFFFF000 + 3000, not yet wrapped
+    send(router, h)  # wrapped: 0x00000BB8 - 0x1000
+    assert abs(frames["q"][-1].captured - ntp) < 1e-6  # type: ignore[operator]
+    assert abs(frames["h"][-2].captured - ntp) < 1e-6  # type: ignore[operator]
+    assert abs(frames["h"][-1].captured - (ntp + 3000 / 90000)) < 1e-6  # type: ignore[operator]
+
+
+def test_the_default_track_continues_by_capture_time_across_a_switch() -> None:
+    clock = Clock()
+    router = LayerRouter("VP8", ("q", "h"), clock=clock)
+    best = BestLayerFeed(router, lambda ssrc: None, clock=clock)
+    out: list[EncodedFrame] = []
+    best.start(out.extend)
+    q, h = Layer("q", 11, (160, 120), 1000), Layer("h", 22, (320, 240), 777_000)
+    router.sender_report(11, 0, 0)  # before any packet: not known yet, ignored
+    send(router, q, keyframe=True)
+    send(router, h, keyframe=True)  # its SSRC learned; h now followed (no report: wall clock)
+    send(router, q)
+    router.sender_report(11, 1000 * 2**32, 1000)  # q's frame 1000 captured at 1000 s
+    router.sender_report(22, 1000 * 2**32, 777_000 - 4500)  # h's is 50 ms ahead of q's
+    # Back to q (h stale), then h again: each switch continues by the capture times.
+    clock.now += STALE_S + 0.1
+    send(router, q, keyframe=True)
+    assert best.current == "q"
+    last = out[-1]
+    clock.now += 5.0  # a wall-clock stall in between must not matter
+    send(router, h, keyframe=True)
+    assert best.current == "h"
+    # q's last frame out (its 3rd, ts 7000) was captured at 1000 + 6000/90000 s; h's
+    # keyframe (its 2nd, ts 780000) at 1000 + 7500/90000 s: 1500 ticks later, whatever
+    # the wall clock did.
+    assert out[-1].timestamp - last.timestamp == 1500

@@ -394,3 +394,35 @@ async def test_a_packet_is_resent_at_most_once_per_round_trip() -> None:
     subscriber.on_nack(sequence)  # within the round trip: the first copy is on its way
     assert len(output.resent) == 1
     assert (subscriber.nacks, subscriber.retransmissions, subscriber.resends_skipped) == (2, 1, 1)
+
+
+async def test_a_switch_continues_the_timeline_by_capture_time() -> None:
+    first, output, _ = started("video")
+    one = frame(90000, keyframe=True)
+    one.captured = 500.0
+    first.push(one)
+    before = output.packets()[-1]
+    second = Subscriber("video", 1 << 20, lambda: None)
+    second.continue_from(first)
+    second.start(output)  # type: ignore[arg-type]
+    # Another layer's clock, captured 40 ms after the last frame sent: 3600 ticks on.
+    other = frame(5_000_000, keyframe=True)
+    other.captured = 500.04
+    second.push(other)
+    assert output.packets()[-1].timestamp == (before.timestamp + 3600) & 0xFFFFFFFF
+    # A made layer's first keyframe can be of the very frame last sent: a tick on, not back.
+    third = Subscriber("video", 1 << 20, lambda: None)
+    third.continue_from(second)
+    third.start(output)  # type: ignore[arg-type]
+    again = frame(7, keyframe=True)
+    again.captured = 500.04
+    third.push(again)
+    assert output.packets()[-1].timestamp == (before.timestamp + 3601) & 0xFFFFFFFF
+    # Capture times a second or more apart are not one clock: a frame interval on.
+    fourth = Subscriber("video", 1 << 20, lambda: None)
+    fourth.continue_from(third)
+    fourth.start(output)  # type: ignore[arg-type]
+    far = frame(9, keyframe=True)
+    far.captured = 9000.0
+    fourth.push(far)
+    assert output.packets()[-1].timestamp == (before.timestamp + 3601 + 3000) & 0xFFFFFFFF
