@@ -28,6 +28,15 @@
 // the grace period is over), the page ends as before and offers to join again.
 // window.roomDropSocket() closes the socket without leaving, as a network drop would.
 //
+// Tile sizes as layer caps (sfu): each remote video with layers (simulcast, or made by the
+// gateway: the answer's `receiving` has a `layer` for those m-lines) is watched with a ResizeObserver; 500 ms after its size last
+// changed, its size in device pixels, rounded up to the next of CAP_STEPS, goes to the
+// gateway as a `layer` message ({mid, max_width, max_height}: the largest layer that fits),
+// only when that cap changed. A video without layers gets none (the gateway would refuse it).
+// The reply (`layer-switched`, whose `receiving` shows the cap held) confirms it; a cap not
+// confirmed (refused: e.g. a track whose made layers are not known yet) is sent again, after
+// 2 s, then at doubling intervals up to a minute.
+//
 // With auth on, ?token= (or the prompt) gives the token: the gateway names us by its
 // identity and display name (its `name`, else the `name` asked for, which defaults to the
 // token's name or identity), and shows every participant's identity beside their name.
@@ -35,7 +44,8 @@
 // window.roomState is kept current for tests and debugging:
 //   {participantId, identity, name, mode, state, connection, error, tiles: {id: {name,
 //    identity, framesDecoded, width, height, videoMuted, audioMuted, connection, videos,
-//    audios, audioPackets}}, chat: [messages]}
+//    audios, audioPackets, cap}}, chat: [messages]}   (cap: the last one sent for the tile's
+//    main video, {max_width, max_height}, or null)
 
 import { RemoteCandidates, Signaling, applyLayers, simulcastEncodings } from "./signaling.js";
 import { claims } from "./token.js";
@@ -267,6 +277,7 @@ class Tile {
       videos: 0,
       audios: 0,
       audioPackets: 0, // audio packets their <audio> elements' receivers got
+      cap: null, // sfu: the layer cap sent for the main video ({max_width, max_height})
     };
     roomState.tiles[id] = this.state;
     this.figure = document.createElement("figure");
@@ -327,7 +338,7 @@ class Tile {
     this.main = videos[0] ?? null;
     this.state.videos = videos.length;
     this.state.audios = items.length - videos.length;
-    if (!this.main) Object.assign(this.state, { framesDecoded: 0, width: 0, height: 0 });
+    if (!this.main) Object.assign(this.state, { framesDecoded: 0, width: 0, height: 0, cap: null });
     this.render();
   }
 
@@ -401,6 +412,7 @@ async function sample() {
     }
   }
   for (const [trackId, s] of byTrack) link?.framesSeen.set(trackId, { id: s.id, frames: s.framesDecoded ?? 0 });
+  link?.retryCaps();
   for (const tile of tiles.values()) {
     const audio = tile.items.filter((i) => i.kind === "audio").map((i) => byTrack.get(i.track.id));
     tile.state.audioPackets = audio.reduce((sum, s) => sum + (s?.packetsReceived ?? 0), 0);
@@ -423,6 +435,8 @@ class SfuLink {
   spare = []; // inactive transceivers, reused to receive the next track of their kind
   framesSeen = new Map(); // receiver track id -> {id, frames}: its inbound-rtp last sampled
   closed = false;
+  #sizes = new ResizeObserver(() => this.#capsSoon()); // the remote videos' elements
+  #capTimer = null;
   #dirty = false;
   #running = false;
   #failed = false; // the last negotiation failed: its error is shown
@@ -457,9 +471,10 @@ class SfuLink {
     if (!this.#running && roomState.state !== "reconnecting") this.#run();
   }
 
-  /** The socket is back (resumed): offer what changed meanwhile. */
+  /** The socket is back (resumed): offer what changed meanwhile, send the caps that did. */
   resumed() {
     if (this.#dirty && !this.#running && !this.closed) this.#run();
+    this.#capsSoon();
   }
 
   async #run() {
@@ -554,6 +569,15 @@ class SfuLink {
     await this.#remote.ready();
     if (this.#failed) showError(""); // the error we showed is over
     this.#failed = false;
+    for (const [mid, trackId] of Object.entries(subscribe)) {
+      const sub = this.subs.get(trackId);
+      if (!sub || sub.transceiver.mid !== mid) continue;
+      // Only the m-line of a track with layers has a `layer` (others' caps are refused).
+      const receiving = answer.receiving?.[mid];
+      sub.simulcast = sub.kind === "video" && (receiving?.track === trackId ? "layer" in receiving : Boolean(sub.layers?.length));
+      sub.negotiated = true;
+    }
+    this.#capsSoon();
   }
 
   #renderTiles() {
@@ -569,6 +593,64 @@ class SfuLink {
         }));
       tile.setMedia(items);
       tile.state.connection = this.pc.connectionState;
+    }
+    // Watch the size of every remote video (removed ones are let go).
+    this.#sizes.disconnect();
+    for (const sub of this.subs.values()) {
+      const element = sub.kind === "video" && tiles.get(sub.participant)?.elements.get(sub.trackId);
+      if (element) this.#sizes.observe(element);
+    }
+  }
+
+  /** A size changed (or what we receive did): the caps are sent once it settles. */
+  #capsSoon() {
+    if (this.closed) return;
+    clearTimeout(this.#capTimer);
+    this.#capTimer = setTimeout(() => this.#sendCaps(), CAP_DEBOUNCE_MS);
+  }
+
+  /** `layer-switched`'s `receiving`: the caps the gateway now holds are confirmed. */
+  capsHeld(receiving) {
+    for (const sub of this.subs.values()) {
+      const held = receiving?.[sub.transceiver.mid];
+      const cap = held?.track === sub.trackId ? held.selection?.cap : null;
+      if (sub.cap && cap?.max_width === sub.cap.max_width && cap?.max_height === sub.cap.max_height) {
+        sub.capRetry = null;
+      }
+    }
+  }
+
+  /** Every second: caps not confirmed in time are sent again (see #sendCaps). */
+  retryCaps() {
+    const now = performance.now();
+    if ([...this.subs.values()].some((sub) => sub.capRetry && now >= sub.capRetry.at)) this.#sendCaps();
+  }
+
+  /** Each negotiated simulcast video's cap: its element's size in device pixels, rounded
+   * up to a step; sent when it changed or was not confirmed in time (and the socket is up:
+   * else after `resumed`). */
+  #sendCaps() {
+    if (this.closed || !signaling?.connected) return;
+    const now = performance.now();
+    for (const sub of this.subs.values()) {
+      if (!sub.negotiated || !sub.simulcast || sub.transceiver.mid === null) continue;
+      const tile = tiles.get(sub.participant);
+      const element = tile?.elements.get(sub.trackId);
+      if (!element?.isConnected) continue;
+      const ratio = window.devicePixelRatio || 1;
+      const width = element.clientWidth * ratio;
+      const height = element.clientHeight * ratio;
+      if (!width || !height) continue; // hidden, or not laid out yet
+      const cap = { max_width: capStep(width), max_height: capStep(height) };
+      const changed = sub.cap?.max_width !== cap.max_width || sub.cap?.max_height !== cap.max_height;
+      if (changed || (sub.capRetry && now >= sub.capRetry.at)) {
+        // A refusal (the track just went, say) is only logged: the retry covers it.
+        signaling.note("layer", sessionId, { mid: sub.transceiver.mid, ...cap });
+        const wait = changed ? CAP_RETRY_MS : Math.min(2 * sub.capRetry.wait, CAP_RETRY_MAX_MS);
+        sub.capRetry = { at: now + wait, wait };
+        sub.cap = cap;
+      }
+      if (tile.main?.key === sub.trackId) tile.state.cap = sub.cap;
     }
   }
 
@@ -589,8 +671,22 @@ class SfuLink {
 
   close() {
     this.closed = true;
+    clearTimeout(this.#capTimer);
+    this.#sizes.disconnect();
     this.pc.close();
   }
+}
+
+// Tile caps: sizes go up in these steps (device pixels), so a resize asks for another
+// layer only when it crosses one; a tile between two steps asks for the larger.
+const CAP_STEPS = [160, 240, 320, 480, 640, 960, 1280, 1920, 2560, 3840];
+const CAP_DEBOUNCE_MS = 500;
+const CAP_RETRY_MS = 2000; // a cap not confirmed by then is sent again, then less often
+const CAP_RETRY_MAX_MS = 60_000;
+const MAX_CAP = 16384; // the gateway's bound for max_width/max_height
+
+function capStep(pixels) {
+  return CAP_STEPS.find((step) => step >= pixels) ?? Math.min(MAX_CAP, Math.ceil(pixels));
 }
 
 // -- p2p: one connection per other participant ------------------------------------------------
@@ -812,6 +908,9 @@ function listen(current) {
   on("participant-left", (m) => removeParticipant(m.participant));
   on("layers", (m) => {
     if (link && m.session === sessionId) applyLayers(link.pc, m.mid, m.active);
+  });
+  on("layer-switched", (m) => {
+    if (link && m.session === sessionId) link.capsHeld(m.receiving);
   });
   on("track-published", (m) => {
     if (m.participant === roomState.participantId) {

@@ -3,10 +3,15 @@
 // processing pipelines (GET /api/pipelines). The Filter picker switches pipeline while
 // watching (PUT /api/sessions/ID/pipeline), on the same peer connection.
 // Live numbers are on window.watchStats (and in #stat-* / #proc-* elements).
+// Simulcast: window.watchStats.layers (and #layer-*, #publisher-layers) says which layer is
+// decoded and which one the gateway targets for this viewer's link, from the session's own
+// stats (GET /api/sessions/ID: `link`, `receiving[mid].selection`) every second, the
+// `layer-chosen` / `video-paused` / `video-resumed` messages at once, and the publisher's
+// layers with their bitrates (GET /api/rooms/ROOM).
 // With auth on, ?token= (or the prompt) gives the token; it needs `canSubscribe` for the room.
 
 import { Signaling, SignalingError } from "./signaling.js";
-import { authFetch, waitingForToken } from "./token.js";
+import { authFetch, waitingForToken, withToken } from "./token.js";
 
 const query = new URLSearchParams(location.search);
 const room = query.get("room") ?? "";
@@ -28,7 +33,27 @@ const stats = (window.watchStats = {
   pipeline: null, // the pipeline the session receives through (null: as published)
   rendition: null, // id of that rendition (GET /api/renditions/ID)
   processing: null, // its numbers: {latencyP50Ms, latencyP95Ms, fps, framesOut, dropsLatestWins}
+  layers: emptyLayers(), // simulcast: what we decode, what the gateway targets, the publisher's layers
 });
+
+/** The layer state before anything is known (see sampleLayers, sampleIngest). */
+function emptyLayers() {
+  return {
+    simulcast: null, // true: the video we receive has layers (simulcast, or made by the gateway); false: one; null: unknown
+    mid: null, // our video m-line
+    current: null, // rid of the layer we decode (matched by its size; null: unknown)
+    switchingTo: undefined, // the gateway switches us at that layer's keyframe (null: the best)
+    processed: false, // we receive the video through a pipeline (one layer, the rendition's)
+    target: null, // the gateway's choice for our link (rid; null: the track's best layer)
+    targetRid: null, // the same, with the best layer named (the one the track follows)
+    paused: false, // no layer fits our link: no video until it is resumed
+    estimateBps: null, // the gateway's estimate of what our link carries
+    switches: 0,
+    pauses: 0,
+    cap: null, // our own cap ({rid} or {max_width, max_height}); {} none
+    published: null, // the publisher's layers: [{rid, resolution, bitrateBps, flowing, followed, active, viewers}]
+  };
+}
 
 let signaling = null;
 let session = null;
@@ -70,6 +95,7 @@ function resetStats() {
   previous = null;
   stats.sessionId = null;
   setReceiving(null, null);
+  resetLayers();
 }
 
 function stopWatching(state, leave = true) {
@@ -79,6 +105,7 @@ function stopWatching(state, leave = true) {
   video.srcObject = null;
   stats.sessionId = null;
   setReceiving(null, null);
+  resetLayers();
   setState(state);
 }
 
@@ -324,6 +351,7 @@ async function sample() {
   }
   stats.packetsLost = lost;
   render();
+  renderLayers();
 }
 
 const kbps = (bps) => (bps == null ? "–" : (bps / 1000).toFixed(0));
@@ -339,14 +367,162 @@ function renderIngest() {
   $("ingest-resolution").textContent = i?.resolution ? i.resolution.join("x") : "–";
 }
 
-/** What the gateway receives from the room's (first) video publisher. */
+/** What the gateway receives from the room's (first) video publisher, and its layers. */
 async function sampleIngest() {
   if (waitingForToken()) return;
   const response = await authFetch(`/api/rooms/${encodeURIComponent(room)}`, { cache: "no-store" });
   const body = response.ok ? await response.json() : null;
-  const track = body?.tracks?.find((t) => t.kind === "video" && t.ingest);
+  const videos = Array.isArray(body?.tracks) ? body.tracks.filter((t) => t?.kind === "video") : [];
+  const track = videos.find((t) => t.ingest);
   stats.ingest = track ? { ...track.ingest, resolution: track.resolution } : null;
   renderIngest();
+  // The layers of the track we receive (the first video track until we know which).
+  const received = videos.find((t) => t.id === receivedTrack) ?? track ?? videos[0];
+  stats.layers.published = received ? publishedLayers(received) : null;
+  renderLayers();
+}
+
+/** A room track's layers: the publisher's simulcast layers, or those the gateway makes of a
+ * single-layer track (processing.ladders) beside the original; [] for a single layer. */
+function publishedLayers(track) {
+  const layer = (l, fields = {}) => ({
+    rid: String(l.rid),
+    resolution: Array.isArray(l.resolution) ? l.resolution : null,
+    bitrateBps: Number(l.bitrate_bps) || 0,
+    flowing: Boolean(l.flowing),
+    followed: Boolean(l.followed),
+    active: l.active !== false,
+    viewers: Number(l.subscribers) || 0,
+    made: false,
+    ...fields,
+  });
+  if (Array.isArray(track.layers)) {
+    // The track's own viewers get the layer it follows.
+    const own = Number(track.subscribers) || 0;
+    return track.layers.map((l) => layer(l, l.followed ? { viewers: (Number(l.subscribers) || 0) + own } : {}));
+  }
+  if (!Array.isArray(track.made_layers) || track.made_layers.length === 0) return [];
+  const original = layer(
+    { rid: "original", resolution: track.resolution, bitrate_bps: track.ingest?.received_bps, flowing: true, followed: true },
+    { viewers: Number(track.subscribers) || 0 },
+  );
+  return [...track.made_layers.map((l) => layer(l, { made: true, live: Boolean(l.live) })), original];
+}
+
+// -- simulcast: the layer we decode, the one the gateway targets, the publisher's layers ----
+
+let receivedTrack = null; // id of the video track our session receives (its receiving map)
+
+function resetLayers() {
+  const published = stats.layers.published; // the room's, not the session's
+  stats.layers = { ...emptyLayers(), published };
+  renderLayers();
+}
+
+/** Our video m-line: its transceiver receives video. */
+function videoMid(current) {
+  const transceiver = current.pc.getTransceivers().find((t) => t.receiver.track.kind === "video" && t.mid !== null);
+  return transceiver?.mid ?? null;
+}
+
+/** This session's layer state, from GET /api/sessions/ID (its owner may read it). */
+async function sampleLayers() {
+  const current = session;
+  if (!current || current.closed || current.id === null || waitingForToken()) return;
+  // A plain fetch with the token: a refusal of these numbers is no reason to prompt.
+  const response = await fetch(`/api/sessions/${encodeURIComponent(current.id)}`, withToken({ cache: "no-store" }));
+  const body = await response.json().catch(() => null);
+  if (session !== current) return;
+  const layers = stats.layers;
+  if (!response.ok || body === null) {
+    layers.simulcast = null; // e.g. the session just ended
+    renderLayers();
+    return;
+  }
+  const mid = videoMid(current);
+  const entry = mid !== null ? body.receiving?.[mid] : undefined;
+  receivedTrack = entry?.track ?? null;
+  layers.mid = mid;
+  layers.estimateBps = typeof body.link?.estimate_bps === "number" ? body.link.estimate_bps : null;
+  // Only the m-line of a track with layers (simulcast, or made by the gateway) has a
+  // `layer`: its rid, or null (the best layer, or the original).
+  layers.simulcast = entry ? "layer" in entry : null;
+  layers.processed = Boolean(entry?.pipeline); // through a pipeline: its one output
+  layers.switchingTo = entry?.switching_to;
+  const selection = entry?.selection;
+  if (selection) {
+    layers.target = selection.target ?? null;
+    layers.paused = Boolean(selection.paused);
+    layers.switches = selection.switches ?? 0;
+    layers.pauses = selection.pauses ?? 0;
+    layers.cap = selection.cap ?? {};
+  } else if (entry && "layer" in entry) {
+    // Not chosen for yet (the first half second): what it receives is the target.
+    layers.target = entry.layer ?? null;
+  }
+  renderLayers();
+}
+
+const size = (resolution) => (resolution ? `${resolution[0]}x${resolution[1]}` : null);
+
+function describeCap(cap) {
+  if (!cap) return "–";
+  if (cap.rid) return `layer ${cap.rid}`;
+  if (cap.max_width || cap.max_height) return `fits ${cap.max_width ?? "any"}x${cap.max_height ?? "any"}`;
+  return "none";
+}
+
+function renderLayers() {
+  const l = stats.layers;
+  const published = l.published ?? [];
+  // The layer we decode: the published layer of the size getStats reports.
+  const decoded = published.find((p) => p.resolution && p.resolution[0] === stats.width && p.resolution[1] === stats.height);
+  l.current = decoded?.rid ?? null;
+  const best = published.find((p) => p.followed)?.rid ?? null;
+  l.targetRid = l.target ?? best;
+  const resolution = stats.width ? `${stats.width}x${stats.height}` : null;
+  const single = l.simulcast === false;
+  let current = "–";
+  const one = l.processed ? "processed, one layer" : "single layer";
+  if (single) current = resolution ? `${one} (${resolution})` : one;
+  else if (l.current) current = `${l.current} (${resolution})`;
+  else if (resolution) current = resolution;
+  if (l.switchingTo !== undefined && !single) current += `, switching to ${l.switchingTo ?? `the best${best ? ` (${best})` : ""}`}`;
+  $("layer-current").textContent = current;
+  let target = "–";
+  if (single) target = one;
+  else if (l.simulcast) target = l.target ? l.target : best === "original" ? best : `best${best ? ` (${best})` : ""}`;
+  $("layer-target").textContent = target;
+  $("layer-paused").textContent = l.simulcast == null ? "–" : l.paused ? "paused: no layer fits the link" : "playing";
+  $("layer-estimate").textContent = kbps(l.estimateBps);
+  $("layer-switches").textContent = l.simulcast ? `${l.switches} / ${l.pauses}` : "–";
+  $("layer-cap").textContent = l.simulcast ? describeCap(l.cap) : "–";
+  const rows = published.map((p) => {
+    const row = document.createElement("tr");
+    row.dataset.rid = p.rid;
+    const state = p.made ? [`made by the gateway${p.live ? "" : " when taken"}`] : [p.flowing ? "flowing" : "not flowing"];
+    if (p.followed) state.push("best");
+    if (!p.active) state.push("stopped: nobody takes it");
+    if (p.rid === l.current) state.push("we decode it");
+    for (const text of [p.rid, size(p.resolution) ?? "–", kbps(p.bitrateBps), state.join(", "), String(p.viewers)]) {
+      const cell = document.createElement("td");
+      cell.textContent = text;
+      row.append(cell);
+    }
+    return row;
+  });
+  $("publisher-layers").querySelector("tbody").replaceChildren(...rows);
+  $("publisher-layers").hidden = rows.length === 0;
+  $("publisher-single").hidden = !(l.published && rows.length === 0);
+}
+
+/** `layer-chosen`, `video-paused`, `video-resumed` about our session: shown at once. */
+function onLayerMessage(message) {
+  if (!session || message.session !== session.id) return;
+  if (stats.layers.mid !== null && message.mid !== stats.layers.mid) return;
+  if (message.type === "layer-chosen") stats.layers.target = message.layer ?? null;
+  else stats.layers.paused = message.type === "video-paused";
+  renderLayers();
 }
 
 async function connect() {
@@ -382,6 +558,9 @@ async function connect() {
     stopWatching("waiting for a publisher", false);
   });
   signaling.addEventListener("error", (e) => showError(`${e.detail.code}: ${e.detail.message}`));
+  for (const type of ["layer-chosen", "video-paused", "video-resumed"]) {
+    signaling.addEventListener(type, (e) => onLayerMessage(e.detail));
+  }
   signaling.addEventListener("processor-disabled", (e) => {
     const d = e.detail;
     if (d.rendition === stats.rendition) showError(`Filter ${d.pipeline}: ${d.stage} disabled after errors: ${d.message}`);
@@ -410,7 +589,8 @@ if (room) {
   // The picker is filled first: a ?pipeline= link is honoured by the first subscribe.
   loadPipelines().finally(connect);
   setInterval(() => sample().catch((err) => console.warn("getStats failed", err)), 1000);
-  setInterval(() => sampleIngest().catch((err) => console.warn("ingest stats failed", err)), 2000);
+  setInterval(() => sampleIngest().catch((err) => console.warn("ingest stats failed", err)), 1000);
+  setInterval(() => sampleLayers().catch((err) => console.warn("layer stats failed", err)), 1000);
   setInterval(() => sampleRendition().catch((err) => console.warn("rendition stats failed", err)), 1000);
 } else {
   setState("error");

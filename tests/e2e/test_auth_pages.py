@@ -113,6 +113,10 @@ async def test_links_with_tokens_publish_and_watch(
         f"window.watchStats.width === {CAMERA_WIDTH} && window.watchStats.height === {CAMERA_HEIGHT}",
     )
     assert await watcher.text_content("#stat-resolution") == CAMERA_SIZE
+    # The viewer's token reads its own session's stats: the layer panel fills in.
+    await wait_js(
+        watcher, "window.watchStats.layers.simulcast && window.watchStats.layers.estimateBps > 0"
+    )
     await assert_no_token_in_address(watcher, viewing)
     assert not await watcher.is_visible(PROMPT)
     assert not await watcher.is_visible("#error")

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser
+from playwright.async_api import Browser, Page
 
 from tests.conftest import RunningGateway
 from tests.support.peers import wait_for, whep_watch
@@ -195,11 +196,49 @@ async def test_a_layer_nobody_takes_is_stopped_at_the_publisher(
         await context.close()
 
 
+async def shows_layer(
+    gateway: RunningGateway, watcher: Page, session: str, rid: str, target: str | None
+) -> None:
+    """The watch page shows that it decodes layer ``rid`` and that the gateway's target for
+    it is ``target`` (None: the track's best, the layer it follows: ``rid`` here), as its
+    session's stats say; the link's estimate, and the publisher's layers with bitrates."""
+    shown = "window.watchStats.layers"
+    await wait_js(
+        watcher,
+        f"{shown}.simulcast === true && {shown}.current === {json.dumps(rid)}"
+        f" && {shown}.target === {json.dumps(target)} && {shown}.targetRid === {json.dumps(rid)}"
+        f" && {shown}.estimateBps > 0",
+    )
+    async with gateway.http.get(f"{gateway.base}/api/sessions/{session}") as response:
+        body = await response.json()
+    (selection,) = [r["selection"] for r in body["receiving"].values() if r.get("selection")]
+    assert selection["target"] == target, selection
+    assert body["link"]["estimate_bps"] > 0, body["link"]
+    layer = next(i for i in video_track(gateway, "switch").layer_info() if i["rid"] == rid)
+    resolution = "x".join(map(str, layer["resolution"]))
+    assert await watcher.text_content("#layer-current") == f"{rid} ({resolution})"
+    assert await watcher.text_content("#layer-target") == (target or f"best ({rid})")
+    assert await watcher.text_content("#layer-paused") == "playing"
+    assert int(await watcher.text_content("#layer-estimate") or 0) > 0
+    # The publisher's layers, each with its bitrate (q and h flow: f is not sent at 640x480;
+    # a layer's bitrate is measured over two seconds from its start).
+    await wait_js(
+        watcher,
+        f"['q', 'h'].every((rid) => {shown}.published.some("
+        "(p) => p.rid === rid && p.flowing && p.bitrateBps >= 1000))",
+    )
+    for published in ("q", "h"):
+        row = watcher.locator(f"#publisher-layers tr[data-rid={published}]")
+        cells = await row.locator("td").all_text_contents()
+        assert int(cells[2]) > 0 and cells[3].startswith("flowing"), cells
+
+
 async def test_a_chromium_viewer_switches_layers_without_a_freeze(
     gateway: RunningGateway, browser: Browser
 ) -> None:
     """The watch page's one RTP stream changes layer under it (VP8 picture IDs rewritten,
-    the old layer until the new one's keyframe): Chromium decodes on at full rate."""
+    the old layer until the new one's keyframe): Chromium decodes on at full rate. The
+    page shows the layer it decodes and the gateway's target for it."""
     context = await browser.new_context()
     try:
         page = await open_page(context, gateway.base + "/", "simulcast publisher")
@@ -215,6 +254,7 @@ async def test_a_chromium_viewer_switches_layers_without_a_freeze(
             watcher, f"`${{window.watchStats.width}}x${{window.watchStats.height}}` === '{half}'"
         )
         (viewer,) = gateway.registry.rooms["switch"].subscribers
+        await shows_layer(gateway, watcher, viewer.id, "h", None)
         for target, size in (("q", (CAMERA_WIDTH // 4, CAMERA_HEIGHT // 4)), (None, None)):
             before = (await watch_stats(watcher))["framesDecoded"]
             started = time.monotonic()
@@ -232,5 +272,9 @@ async def test_a_chromium_viewer_switches_layers_without_a_freeze(
             gained = stats["framesDecoded"] - before
             elapsed = time.monotonic() - started
             assert gained >= 24 * (elapsed - 1.0), (target, gained, elapsed)
+            await shows_layer(gateway, watcher, viewer.id, target or "h", target)
+            assert await watcher.text_content("#layer-cap") == (
+                f"layer {target}" if target else "none"
+            )
     finally:
         await context.close()
