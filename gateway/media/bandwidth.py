@@ -34,7 +34,8 @@ DRAINING_S = 0.005  # a queue shorter by this than the window before is draining
 
 
 class BandwidthEstimate:
-    """The estimate, in bits per second (``bps``), between ``floor_bps`` and ``ceiling_bps``."""
+    """The estimate, in bits per second (``bps``), at least ``floor_bps``; it grows up to
+    ``ceiling_bps`` (starting above it, it stays until congestion cuts it)."""
 
     def __init__(
         self,
@@ -140,8 +141,12 @@ class BandwidthEstimate:
                 # Never below the share of what got through that an overuse keeps.
                 floor = OVERUSE_BACKOFF * self.received_bps
                 self._set(min(self._bps, max(self._bps * (1 - loss / 2), floor)))
-        elif loss < LOW_LOSS and not queued:
-            self._set(self._bps * (1 + GROWTH_PER_S) ** min(elapsed, 2.0))
+        elif loss < LOW_LOSS and not queued and self._bps < self.ceiling_bps:
+            grown = self._bps * (1 + GROWTH_PER_S) ** min(elapsed, 2.0)
+            self._set(min(grown, self.ceiling_bps))
 
     def _set(self, bps: float) -> None:
-        self._bps = min(max(bps, self.floor_bps), self.ceiling_bps)
+        # The ceiling bounds growth only. Lowered (the layers' rates were low while the
+        # sender's encoder ramped up), it must not cut an estimate no congestion cut: a
+        # viewer on a clean path would be stepped down for nothing, and climb back at 8%/s.
+        self._bps = max(bps, self.floor_bps)

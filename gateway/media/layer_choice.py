@@ -1,5 +1,6 @@
 """Which simulcast layer one viewer gets, from its bandwidth estimate: with hysteresis, a
-hold before each step up that grows when a step up fails, and a pause below the lowest."""
+hold before each step up that grows when a step up fails, a probe of the link before a
+step up where the viewer's feedback can judge one, and a pause below the lowest."""
 
 from __future__ import annotations
 
@@ -34,10 +35,18 @@ class LayerChoice:
     the first report of loss brings it down). It steps one layer up at a time, never more
     often than the hold allows, and down to the largest layer that fits (once the last
     change settled); when not even the smallest nearly fits, video pauses (``paused``).
+
+    With ``probing``, a step up that is due is not made at once: ``probe`` names the level
+    wanted, the owner pads the link up to that level's rate, and ``probed`` says whether
+    the link carried it: the step is made, or counted as failed (the hold doubles) without
+    the viewer ever seeing the congestion a failed step up costs.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, probing: bool = False) -> None:
         self._clock = clock
+        self.probing = probing
+        self.probe: int | None = None  # the level a probe is asked for (or runs for)
+        self.probes = 0
         self.level: int | None = None
         self.started = False
         self.hold_s = HOLD_S
@@ -76,7 +85,10 @@ class LayerChoice:
             return self.level
         fitting = [i for i, rate in enumerate(rates) if rate <= budget_bps]
         settled = now - self._changed_at >= SETTLE_S
+        if self.probe is not None and (self.probe > top or current is None):
+            self.probe = None  # the ladder changed under it: judged again
         if current is not None and rates[current] > budget_bps:
+            self.probe = None  # not even the current one fits: no step up to try
             if not settled:
                 return self.level
             if fitting:
@@ -86,8 +98,27 @@ class LayerChoice:
         elif (current is None or current < top) and now - self._changed_at >= self.hold_s:
             step = 0 if current is None else current + 1
             if rates[step] <= UP_SHARE * budget_bps:
-                self._set(step, now)
+                if self.probing and current is not None:
+                    if self.probe is None:
+                        self.probe = step
+                        self.probes += 1
+                else:
+                    self._set(step, now)
         return self.level
+
+    def probed(self, carried: bool) -> None:
+        """The probe for ``probe`` is over: the link carried that level's rate (step up to
+        it), or did not (a failed step up: the hold doubles, the viewer stays)."""
+        level, self.probe = self.probe, None
+        if level is None:
+            return
+        now = self._clock()
+        if carried:
+            self._set(level, now)
+        else:
+            self.failed_steps += 1
+            self.hold_s = min(self.hold_s * 2, MAX_HOLD_S)
+            self._changed_at = now
 
     def _set(self, level: int | None, now: float, capped: bool = False) -> None:
         previous = self.level

@@ -22,6 +22,10 @@ _HEADER = struct.Struct("!BBHII")
 _HEADER_CC = struct.Struct("!BBHIIHHBHx")
 # What a packet adds on the wire to its RTP header and payload: SRTP's tag, UDP and IPv4.
 WIRE_OVERHEAD = 10 + 8 + 20
+# A padding-only packet carries at most this much padding (its last byte counts it, so 255
+# at most; libwebrtc's largest is 224 too).
+MAX_PADDING = 224
+PADDING_OVERHEAD = _HEADER_CC.size + WIRE_OVERHEAD  # a padding packet's bytes besides it
 
 
 class Subscriber:
@@ -73,6 +77,7 @@ class Subscriber:
         self.nacks = 0  # sequence numbers this viewer NACKed (each request counted)
         self.retransmissions = 0  # of those, resent from the history
         self.resends_skipped = 0  # NACKs for a packet resent less than a round trip ago
+        self.padding_bytes = 0  # probing the viewer's link (``pad``)
         # Video paused: the viewer's link carries no layer of it (audio goes on).
         self.paused = False
         self.paused_frames = 0
@@ -216,6 +221,32 @@ class Subscriber:
             self.first_frame_at = time.monotonic()
         output.report(frame.ntp_time, timestamp, self.packets_sent, self.bytes_sent)
 
+    def pad(self, size: int) -> int:
+        """Send about ``size`` bytes of padding-only packets (RTP padding, RFC 3550 5.1:
+        no payload, the P bit, the stream's next sequence numbers and its last timestamp),
+        numbered for transport-cc, to probe the viewer's link; receivers drop them (libwebrtc
+        fills its sequence gaps with them). Returns the bytes sent. Only where the viewer's
+        feedback can judge them, and only between frames of a stream that has started."""
+        output = self._output
+        log = output.send_log if output is not None else None
+        if output is None or log is None or self.stopped or self.frames_sent == 0:
+            return 0
+        sent = 0
+        while sent < size:
+            padding = min(MAX_PADDING, max(1, size - sent))
+            transport_sequence = log.stamp(_HEADER_CC.size + padding + WIRE_OVERHEAD)
+            header = _HEADER_CC.pack(
+                0xB0, output.payload_type, self._sequence, self._last_timestamp, output.ssrc,
+                0xBEDE, 1, output.transport_cc_id << 4 | 1, transport_sequence,
+            )  # fmt: skip
+            if output.send(header + bytes(padding - 1) + bytes((padding,))) is None:
+                break
+            self._sequence = (self._sequence + 1) & 0xFFFF
+            self.packets_sent += 1
+            self.padding_bytes += padding
+            sent += padding
+        return sent
+
     def _picture_ids(self, payloads: list[bytes]) -> list[bytes]:
         picture_id = vp8_picture_id(payloads[0]) if payloads else None
         if picture_id is None:
@@ -258,6 +289,7 @@ class Subscriber:
             "nacks": self.nacks,
             "retransmissions": self.retransmissions,
             "resends_skipped": self.resends_skipped,
+            "padding_bytes": self.padding_bytes,
             "paused_frames": self.paused_frames,
             "time_to_first_frame_ms": self.time_to_first_frame_ms,
         }

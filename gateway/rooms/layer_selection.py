@@ -6,6 +6,7 @@ the switch made at the layer's keyframe."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 from ..errors import GatewayError
 from ..limits.meter import RateMeter
 from ..media.layer_choice import LayerChoice
+from ..media.probe import Probe
 from ..media.publisher import Publisher
 from ..media.sender_slot import SenderSlot
 from ..media.subscriber import Subscriber
@@ -31,6 +33,8 @@ LEAST_CEILING_BPS = 500_000
 PEAK_DECAY = 0.98
 # A made layer's ladder names the track's own picture so: no rid can be empty.
 ORIGINAL = ""
+# The viewer's feedback on a probe's last packets arrives about this long after them.
+PROBE_FEEDBACK_S = 0.3
 
 
 @dataclass
@@ -48,6 +52,13 @@ class _Choice:
     choice: LayerChoice
     cap: Cap
     target: str | None = None  # the rid chosen (None: the track's best, followed layer)
+
+
+@dataclass
+class _Probing:
+    probe: Probe
+    cuts: int  # the estimate's cuts and overuses when it started: more is a failure
+    overuses: int
 
 
 class LayerSelection:
@@ -75,6 +86,7 @@ class LayerSelection:
         self._closed = False
         self.audio_bps = 0.0  # audio sent to the viewer, on the wire
         self.made_refused = 0  # a made layer not started (the processing limit)
+        self._probes: dict[str, _Probing] = {}  # mid -> the probe before its step up
 
     def _sent_bytes(self) -> int:
         return sum(s.output.bytes_sent for s in self._slots.values() if s.output is not None)
@@ -95,6 +107,9 @@ class LayerSelection:
 
     def close(self) -> None:
         self._closed = True
+        for running in self._probes.values():
+            running.probe.close()
+        self._probes.clear()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -105,6 +120,10 @@ class LayerSelection:
 
     def forget(self, mid: str) -> None:
         self._choices.pop(mid, None)
+        self._peaks = {key: peak for key, peak in self._peaks.items() if key[0] != mid}
+        running = self._probes.pop(mid, None)
+        if running is not None:
+            running.probe.close()
 
     def _tick(self) -> None:
         self._timer = None
@@ -206,8 +225,17 @@ class LayerSelection:
         received = None if source is track else getattr(source, "rid", None)
         if received in rids:
             choice.place(rids.index(received))
+        # A step up is probed first where the viewer's feedback can judge the padding.
+        choice.probing = self.link.send_log is not None
+        self._judge_probe(mid, choice)
         was_paused = choice.paused
         level = choice.choose(rates, budget)
+        if choice.probe is not None and mid not in self._probes and level is not None:
+            estimate = self.link.estimate
+            extra = rates[choice.probe] - rates[level]
+            self._probes[mid] = _Probing(
+                Probe(slot.subscriber, max(extra, 0.0)), estimate.cuts, estimate.overuses
+            )
         if level is None:
             if not was_paused:
                 if received != rids[0] and not self._move(slot, track, rids[0], at_once=True):
@@ -229,6 +257,21 @@ class LayerSelection:
         if rid != entry.target:
             entry.target = rid
             self._tell({"type": "layer-chosen", "mid": mid, "layer": rid, "reason": "bandwidth"})
+
+    def _judge_probe(self, mid: str, choice: LayerChoice) -> None:
+        """A probe ends when the estimate answers it with a cut (the link did not carry
+        it), when its feedback is in with none (it did), or when the choice dropped it."""
+        running = self._probes.get(mid)
+        if running is None:
+            return
+        estimate = self.link.estimate
+        congested = estimate.cuts > running.cuts or estimate.overuses > running.overuses
+        over = time.monotonic() >= running.probe.ends_at + PROBE_FEEDBACK_S
+        if congested or over or choice.probe is None:
+            running.probe.close()
+            del self._probes[mid]
+            if choice.probe is not None:
+                choice.probed(not congested)
 
     def _move(
         self, slot: SenderSlot, track: Publisher, rid: str | None, at_once: bool = False
@@ -259,6 +302,8 @@ class LayerSelection:
             "pauses": choice.pauses,
             "failed_steps": choice.failed_steps,
             "hold_s": choice.hold_s,
+            "probes": choice.probes,
+            "probing": choice.probe is not None,
             "cap": {k: v for k, v in vars(entry.cap).items() if v is not None},
         }
 

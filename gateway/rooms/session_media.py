@@ -311,6 +311,10 @@ class SessionMedia:
             transceiver.direction = "inactive"
             return
         if current is None or current.source is not wanted:
+            before = layered_track(current.source) if current is not None else None
+            if before is None or before is not layered_track(wanted):
+                # Another track on this m-line: the cap and choice for the last one go.
+                self.selection.forget(transceiver.mid or "")
             subscriber = wanted.subscribe(self._config.media.viewer_backlog_bytes)
             slot.assign(subscriber)
             root = wanted.layer_of or wanted if isinstance(wanted, Publisher) else None

@@ -31,6 +31,7 @@ class PublisherProcess:
         token: str | None = None,
         size: tuple[int, int] = (320, 240),
         noise: bool = False,
+        bitrate: int | None = None,
         wrapper: list[str] | None = None,
     ) -> PublisherProcess:
         """``wrapper``: the command to run it in (a network namespace's ``ip netns exec``)."""
@@ -40,6 +41,8 @@ class PublisherProcess:
             args += ["--token", token]
         if noise:
             args.append("--noise")
+        if bitrate is not None:
+            args += ["--bitrate", str(bitrate)]
         process = await asyncio.create_subprocess_exec(
             *(wrapper or []),
             sys.executable,

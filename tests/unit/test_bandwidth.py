@@ -44,6 +44,17 @@ def test_start_is_clamped_between_floor_and_ceiling() -> None:
     assert setup(start=50e6)[1].bps == CEILING
 
 
+def test_a_lowered_ceiling_stops_growth_but_cuts_nothing() -> None:
+    clock, est = setup()
+    est.ceiling_bps = START / 2  # the layers' rates are low for now
+    clock.advance(1.0)
+    est.on_receiver_report(0.0, 900_000)
+    assert est.bps == START  # no growth, and no cut: no congestion was seen
+    clock.advance(1.0)
+    est.on_receiver_report(0.5, 400_000)  # congestion: cut, from where it was
+    assert est.bps == pytest.approx(START * 0.75)
+
+
 @pytest.mark.parametrize(("after_s", "factor"), [(1.0, 1.08), (0.5, 1.08**0.5), (10.0, 1.08**2)])
 def test_low_loss_grows_8_percent_a_second_for_at_most_two_seconds(
     after_s: float, factor: float

@@ -180,3 +180,38 @@ def test_a_lower_cap_soon_after_a_step_up_is_no_failure() -> None:
     clock.advance(1.0)
     assert choice.choose(RATES[:1], PLENTY) == 0  # the viewer asked for less
     assert (choice.failed_steps, choice.hold_s) == (0, HOLD_S)
+
+
+def test_with_probing_a_step_up_waits_for_the_probe_and_a_failed_one_doubles_the_hold() -> None:
+    clock, choice = started(0)
+    choice.probing = True
+    clock.advance(HOLD_S)
+    assert choice.choose(RATES, PLENTY) == 0  # due, but probed first
+    assert (choice.probe, choice.probes) == (1, 1)
+    assert choice.choose(RATES, PLENTY) == 0 and choice.probes == 1  # one probe at a time
+    choice.probed(False)  # the link did not carry it
+    assert (choice.level, choice.probe, choice.failed_steps, choice.hold_s) == (
+        0,
+        None,
+        1,
+        2 * HOLD_S,
+    )
+    clock.advance(HOLD_S)
+    assert choice.choose(RATES, PLENTY) == 0 and choice.probe is None  # the longer hold
+    clock.advance(HOLD_S)
+    choice.choose(RATES, PLENTY)
+    assert choice.probe == 1
+    choice.probed(True)
+    assert (choice.level, choice.switches, choice.probe) == (1, 2, None)  # 2 -> 0 -> 1
+
+
+def test_a_probe_is_dropped_when_the_current_layer_no_longer_fits() -> None:
+    clock, choice = started(1)
+    choice.probing = True
+    clock.advance(HOLD_S)
+    choice.choose(RATES, PLENTY)
+    assert choice.probe == 2
+    clock.advance(SETTLE_S)
+    assert choice.choose(RATES, RATES[0]) == 0 and choice.probe is None
+    choice.probed(True)  # a late verdict on a dropped probe changes nothing
+    assert choice.level == 0

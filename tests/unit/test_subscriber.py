@@ -335,6 +335,7 @@ async def test_stats() -> None:
         "nacks": 0,
         "retransmissions": 0,
         "resends_skipped": 0,
+        "padding_bytes": 0,
         "paused_frames": 0,
     }
 
@@ -426,3 +427,28 @@ async def test_a_switch_continues_the_timeline_by_capture_time() -> None:
     far.captured = 9000.0
     fourth.push(far)
     assert output.packets()[-1].timestamp == (before.timestamp + 3601 + 3000) & 0xFFFFFFFF
+
+
+async def test_padding_probes_are_padding_only_packets_in_the_stream() -> None:
+    log = SendLog(clock=lambda: 5.0)
+    video, output, _ = started("video")
+    assert video.pad(1000) == 0  # no transport-cc: the viewer could not judge them
+    output.send_log, output.transport_cc_id = log, 3
+    assert video.pad(1000) == 0  # nothing sent yet: no timestamp to pad at
+    video.push(frame(3000, keyframe=True))
+    media = output.packets()[-1]
+    assert video.pad(500) == 500
+    padding = output.sent[1:]
+    assert [len(p) for p in padding] == [20 + 224, 20 + 224, 20 + 52]
+    for index, raw in enumerate(padding):
+        packet = RtpPacket.parse(raw)
+        assert raw[0] == 0xB0  # V=2, P, X
+        assert packet.sequence_number == (media.sequence_number + 1 + index) & 0xFFFF
+        assert packet.timestamp == media.timestamp and packet.ssrc == media.ssrc
+        assert packet.payload == b"" and packet.marker == 0
+        assert raw[-1] == len(raw) - 20  # the padding counts itself
+    assert log.packets == 4  # every one numbered for transport-cc
+    assert video.stats()["padding_bytes"] == 500
+    assert video.bytes_sent == len(b"f3000.0")  # padding is no payload (RTCP's octets)
+    video.push(frame(6000))  # the next frame goes on after the padding's numbers
+    assert output.packets()[-1].sequence_number == (media.sequence_number + 4) & 0xFFFF
