@@ -1,8 +1,8 @@
 """Worker: many WHEP viewers in one process, receiving without decoding.
 
 ``python -m bench.loadgen --url http://127.0.0.1:PORT/whep/ROOM`` then JSON-lines commands
-on stdin (see bench/control.py): ``add``, ``status``, ``snapshot``, ``rtp``, ``record``,
-``latency``, ``ttff``, ``close_all``.
+on stdin (see bench/control.py): ``add`` (optionally one URL per viewer), ``status``,
+``sessions``, ``snapshot``, ``rtp``, ``record``, ``latency``, ``ttff``, ``close_all``.
 """
 
 from __future__ import annotations
@@ -42,24 +42,28 @@ class LoadGenerator:
     def __init__(self, url: str) -> None:
         self.url = url
         self.viewers: list[TappedViewer] = []
+        self.viewer_urls: list[str] = []  # the URL each viewer POSTed to
         self.http: aiohttp.ClientSession | None = None
 
     async def add(self, message: dict[str, Any]) -> dict[str, Any]:
         assert self.http is not None
         count = int(message["count"])
+        # Optional: one WHEP URL per new viewer (e.g. ?layer=RID), else --url for all.
+        urls = list(message.get("urls") or [self.url] * count)
         semaphore = asyncio.Semaphore(int(message.get("concurrency", 4)))
         failures: list[str] = []
 
-        async def one() -> None:
+        async def one(url: str) -> None:
             async with semaphore:
                 viewer = TappedViewer()
                 self.viewers.append(viewer)
+                self.viewer_urls.append(url)
                 try:
-                    await viewer.whep(self.http, self.url)  # type: ignore[arg-type]
+                    await viewer.whep(self.http, url)  # type: ignore[arg-type]
                 except Exception as exc:
                     failures.append(str(exc)[:200])
 
-        await asyncio.gather(*(one() for _ in range(count)))
+        await asyncio.gather(*(one(url) for url in urls[:count]))
         return {"viewers": len(self.viewers), "failures": failures}
 
     async def status(self, _: dict[str, Any]) -> dict[str, Any]:
@@ -75,6 +79,13 @@ class LoadGenerator:
             "receiving": sum(x.first_keyframe_at is not None for x in c),
             "failed": sum(x.failed is not None for x in c),
             "errors": sorted({x.failed for x in c if x.failed})[:5],
+        }
+
+    async def sessions(self, _: dict[str, Any]) -> dict[str, Any]:
+        """Each viewer's WHEP Location (its session id is the last part), in join order."""
+        return {
+            "locations": [v.location for v in self.viewers],
+            "urls": self.viewer_urls[: len(self.viewers)],
         }
 
     async def snapshot(self, _: dict[str, Any]) -> dict[str, Any]:
@@ -127,6 +138,7 @@ class LoadGenerator:
 
     async def close_all(self, _: dict[str, Any]) -> dict[str, Any]:
         viewers, self.viewers = self.viewers, []
+        self.viewer_urls = []
         assert self.http is not None
         for viewer in viewers:
             if viewer.location.startswith("/"):
@@ -157,6 +169,7 @@ async def main() -> None:
                     "add": generator.add,
                     "status": generator.status,
                     "snapshot": generator.snapshot,
+                    "sessions": generator.sessions,
                     "rtp": generator.rtp,
                     "record": generator.record,
                     "latency": generator.latency,
