@@ -6,7 +6,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiortc.clock import current_ntp_time
 
@@ -17,15 +17,19 @@ from .frames import EncodedFrame, OutgoingFrame, video_size
 from .keyframes import KeyframeRequester
 from .subscriber import Subscriber
 
-if TYPE_CHECKING:
-    from ..processing.ladder import MadeLayers
-
 logger = logging.getLogger(__name__)
 
 # RTP clock rates (RFC 7587 for Opus, RFC 3551 for the rest): a successor's timeline
 # continues from the predecessor's by the wall-clock time between them.
 AUDIO_CLOCK_RATES = {"opus": 48000, "pcmu": 8000, "pcma": 8000, "g722": 8000}
 VIDEO_CLOCK_RATE = 90000
+
+
+class LayerMaker(Protocol):
+    """A track's server-made layers, as the track itself sees them (processing/ladder.py's
+    MadeLayers: the packet path knows nothing of processing)."""
+
+    def info(self) -> list[dict[str, Any]]: ...
 
 
 class Publisher:
@@ -94,7 +98,7 @@ class Publisher:
         self.layers_wanted: Callable[[], None] | None = None
         # A single-layer video track in a room with a ladder (processing.ladders): the
         # lower layers the gateway can make of it.
-        self.made_layers: MadeLayers | None = None
+        self.made_layers: LayerMaker | None = None
         self._feed: Feed | None = None
         self._bind(feed)
 

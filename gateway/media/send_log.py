@@ -36,6 +36,10 @@ class SendLog:
 
     Feedback may report a packet lost and, later, received (it was only reordered): it is
     then counted received and its loss taken back. Each packet counts once.
+
+    Packets sent before ``judged_from`` (``forgive``) count only as throughput: their loss
+    and delay tell of congestion the sender has already answered (a viewer stepped down
+    to a lower layer: the old layer's queue drains, its drops are no news).
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
@@ -46,6 +50,12 @@ class SendLog:
         self._next = 0
         self.packets = 0
         self.feedbacks = 0
+        self.judged_from = float("-inf")
+        self.forgiven = 0  # packets sent before judged_from, not judged
+
+    def forgive(self) -> None:
+        """What was sent until now is not judged for congestion any more."""
+        self.judged_from = self._clock()
 
     def stamp(self, size: int) -> int:
         """The number of the next packet (``size`` bytes on the wire), logged as sent now."""
@@ -64,11 +74,18 @@ class SendLog:
         state, sizes, sent_at = self._state, self._size, self._sent_at
         arrivals = feedback.arrivals()
         base = feedback.base_seq
+        judged_from = self.judged_from
         for index, status in enumerate(feedback.statuses):
             sequence = (base + index) & 0xFFFF
             known = state[sequence]
             if known == _UNUSED or known == _RECEIVED:
                 continue  # not ours, or reported before
+            if sent_at[sequence] < judged_from:
+                state[sequence] = _RECEIVED  # settled: never counted again
+                self.forgiven += 1
+                if status != NOT_RECEIVED:
+                    summary.received_bytes += sizes[sequence]
+                continue
             if status == NOT_RECEIVED:
                 if known == _SENT:
                     state[sequence] = _LOST

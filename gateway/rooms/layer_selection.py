@@ -19,6 +19,7 @@ from ..media.publisher import Publisher
 from ..media.sender_slot import SenderSlot
 from ..media.subscriber import Subscriber
 from ..media.viewer_link import ViewerLink
+from ..processing.ladder import MadeLayers
 from ..processing.output import RenditionOutput
 
 TICK_S = 0.5
@@ -87,6 +88,9 @@ class LayerSelection:
         self.audio_bps = 0.0  # audio sent to the viewer, on the wire
         self.made_refused = 0  # a made layer not started (the processing limit)
         self._probes: dict[str, _Probing] = {}  # mid -> the probe before its step up
+        # Mids stepped down (or paused): once the switch is made, what was sent before it
+        # is not judged for congestion (the old layer's queue drains; SendLog.forgive).
+        self._stepped_down: set[str] = set()
 
     def _sent_bytes(self) -> int:
         return sum(s.output.bytes_sent for s in self._slots.values() if s.output is not None)
@@ -161,11 +165,11 @@ class LayerSelection:
             return None
         if track.layers and track.layer_info is not None:
             layers = [info for info in track.layer_info() if info["resolution"]]
-        elif track.made_layers is not None and (made := track.made_layers.info()):
+        elif (maker := made_layers(track)) is not None and (made := maker.info()):
             original = {
                 "rid": ORIGINAL,
                 "resolution": track.resolution,
-                "wire_bps": track.made_layers.top_wire_bps(),
+                "wire_bps": maker.top_wire_bps(),
                 "flowing": True,
             }
             layers = [*made, original]
@@ -219,6 +223,10 @@ class LayerSelection:
         slot = self._slots[mid]
         if slot.standby is not None or slot.subscriber is None:
             return  # a switch is under way: judged again once it is made
+        if mid in self._stepped_down:
+            self._stepped_down.discard(mid)
+            if self.link.send_log is not None:
+                self.link.send_log.forgive()
         entry = self._choices[mid]
         choice = entry.choice
         source = slot.subscriber.source
@@ -229,7 +237,10 @@ class LayerSelection:
         choice.probing = self.link.send_log is not None
         self._judge_probe(mid, choice)
         was_paused = choice.paused
+        before = choice.level
         level = choice.choose(rates, budget)
+        if before is not None and (level is None or level < before):
+            self._stepped_down.add(mid)
         if choice.probe is not None and mid not in self._probes and level is not None:
             estimate = self.link.estimate
             extra = rates[choice.probe] - rates[level]
@@ -327,6 +338,14 @@ def layer_target(track: Publisher, rid: str | None) -> Publisher | RenditionOutp
     layer = track.layers.get(rid)
     if layer is not None:
         return layer
-    if track.made_layers is None:
+    maker = made_layers(track)
+    if maker is None:
         raise GatewayError(404, "unknown-layer", f"track {track.id} has no layer {rid!r}")
-    return track.made_layers.output(rid)
+    return maker.output(rid)
+
+
+def made_layers(track: Publisher) -> MadeLayers | None:
+    """The layers the gateway makes of ``track`` (a single-layer video in a room with a
+    ladder), if any."""
+    maker = track.made_layers
+    return maker if isinstance(maker, MadeLayers) else None

@@ -30,7 +30,14 @@ from ..processing.output import RenditionOutput
 from ..processing.renditions import Renditions
 from ..signaling import sdp, simulcast
 from . import negotiation
-from .layer_selection import ORIGINAL, Cap, LayerSelection, layer_target, layered_track
+from .layer_selection import (
+    ORIGINAL,
+    Cap,
+    LayerSelection,
+    layer_target,
+    layered_track,
+    made_layers,
+)
 from .negotiation import Negotiation
 
 
@@ -131,9 +138,10 @@ class SessionMedia:
         made: list[str] = []
         if layer is not None:
             for mid, track in subscribe.items():
-                if track.kind == "video" and not track.layers and track.made_layers is not None:
-                    if layer not in [rung.rid for rung in track.made_layers.rungs()]:
-                        track.made_layers.output(layer)  # raises unknown-layer, naming them
+                maker = made_layers(track)
+                if track.kind == "video" and not track.layers and maker is not None:
+                    if layer not in [rung.rid for rung in maker.rungs()]:
+                        maker.output(layer)  # raises unknown-layer, naming them
                     made.append(mid)
                 else:
                     subscribe[mid] = negotiation.layer_of(track, layer)
@@ -591,8 +599,8 @@ class SessionMedia:
             target: Publisher | RenditionOutput
             if track.layers:
                 target = _pick_layer(track, layer, max_width, max_height)
-            elif track.made_layers is not None and track.made_layers.rungs():
-                rid = _pick_made(track.made_layers, layer, max_width, max_height)
+            elif (maker := made_layers(track)) is not None and maker.rungs():
+                rid = _pick_made(maker, layer, max_width, max_height)
                 target = layer_target(track, rid)
             else:
                 continue
