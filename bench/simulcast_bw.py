@@ -276,6 +276,12 @@ async def run_case(
                         "frames_decoded": after_stats["framesDecoded"] - before["framesDecoded"],
                         "height_when_limited": limited_stats.get("height"),
                         "samples": len(samples),
+                        # The link's trace from the drop to the lift: what the estimate did.
+                        "trace": [
+                            {**s, "t": round(s["t"] - dropped, 2)}
+                            for s in samples
+                            if dropped - 1 <= s["t"] <= lifted
+                        ][::2],
                         "sample_interval_p50_s": percentile(
                             [b["t"] - a["t"] for a, b in itertools.pairwise(samples)],
                             50,

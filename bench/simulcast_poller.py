@@ -35,6 +35,11 @@ def sample_of(body: dict[str, Any], t: float) -> dict[str, Any]:
         "paused": selection.get("paused"),
         "switches": selection.get("switches"),
         "estimate_bps": link.get("estimate_bps", link.get("bps")),
+        "received_bps": link.get("received_bps"),
+        "loss": link.get("loss"),
+        "queue_ms": link.get("queue_ms"),
+        "cuts": link.get("cuts"),
+        "overuses": link.get("overuses"),
     }
 
 

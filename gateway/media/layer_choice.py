@@ -19,6 +19,10 @@ SETTLE_S = 2.0
 # times the budget: pausing video is the last resort, for a link that carries almost
 # nothing.
 PAUSE_MARGIN = 4 / 3
+# ...and only once even that has lasted this long: right after a step down the path still
+# drains what the old layer left (its queue, the new layer's keyframe), and the estimate
+# dips below the new layer for a second or two (measured: bench/results/simulcast.md).
+PAUSE_AFTER_S = 3.0
 MAX_HOLD_S = 32.0
 # A step down this soon after a step up means the step up failed (the estimate had grown
 # past what the link carries: nothing but trying tells, see docs/architecture.md): the
@@ -52,6 +56,7 @@ class LayerChoice:
         self.hold_s = HOLD_S
         self._changed_at = clock()
         self._stepped_up_at: float | None = None
+        self._short_since: float | None = None  # since when not even the smallest fits
         self.switches = 0
         self.pauses = 0
         self.failed_steps = 0
@@ -71,6 +76,10 @@ class LayerChoice:
         if not rates:
             return self.level
         now = self._clock()
+        if rates[0] <= PAUSE_MARGIN * budget_bps:
+            self._short_since = None
+        elif self._short_since is None:
+            self._short_since = now
         top = len(rates) - 1
         if not self.started:
             self.started = True
@@ -94,7 +103,8 @@ class LayerChoice:
             if fitting:
                 self._set(max(fitting), now)
             else:
-                self._set(0 if rates[0] <= PAUSE_MARGIN * budget_bps else None, now)
+                short_for = 0.0 if self._short_since is None else now - self._short_since
+                self._set(None if short_for >= PAUSE_AFTER_S else 0, now)
         elif (current is None or current < top) and now - self._changed_at >= self.hold_s:
             step = 0 if current is None else current + 1
             if rates[step] <= UP_SHARE * budget_bps:

@@ -8,6 +8,7 @@ from gateway.media.layer_choice import (
     FAILED_WITHIN_S,
     HOLD_S,
     MAX_HOLD_S,
+    PAUSE_AFTER_S,
     PAUSE_MARGIN,
     SETTLE_S,
     STABLE_S,
@@ -26,6 +27,9 @@ def started(level: int | None = 2) -> tuple[Clock, LayerChoice]:
     choice.choose(RATES, 0.0)
     clock.advance(SETTLE_S)
     budget = 0.0 if level is None else RATES[level]
+    if level is None:  # the smallest first, until the shortfall lasted
+        assert choice.choose(RATES, budget) == 0
+        clock.advance(PAUSE_AFTER_S)
     assert choice.choose(RATES, budget) == level
     return clock, choice
 
@@ -68,10 +72,24 @@ def test_keeps_the_smallest_layer_while_it_nearly_fits_then_pauses() -> None:
     assert choice.choose(RATES, 113_000) == 0
     clock.advance(SETTLE_S)
     assert choice.choose(RATES, 113_000) == 0
+    assert choice.choose(RATES, 112_000) == 0  # short only now: not yet
+    clock.advance(PAUSE_AFTER_S - 0.1)
+    assert choice.choose(RATES, 112_000) == 0
+    clock.advance(0.1)
     assert choice.choose(RATES, 112_000) is None
     assert choice.paused
     assert (choice.pauses, choice.switches) == (1, 1)
-    assert started(None)[1].pauses == 1  # straight from the top, too
+    assert started(None)[1].pauses == 1  # from the top, too
+
+
+def test_a_shortfall_that_ends_is_no_pause() -> None:
+    clock, choice = started(0)
+    assert choice.choose(RATES, 50_000) == 0
+    clock.advance(PAUSE_AFTER_S - 0.5)
+    assert choice.choose(RATES, 120_000) == 0  # fits the margin again: the count restarts
+    clock.advance(1.0)
+    assert choice.choose(RATES, 50_000) == 0
+    assert choice.pauses == 0
 
 
 def test_steps_up_one_layer_at_a_time_after_the_hold() -> None:
@@ -100,7 +118,7 @@ def test_resumes_from_a_pause_at_the_smallest_layer() -> None:
     assert choice.choose(RATES, 150_000) is None  # fits, but not in 7/8
     assert choice.choose(RATES, PLENTY) == 0
     assert choice.paused is False
-    assert (choice.pauses, choice.switches) == (1, 0)
+    assert (choice.pauses, choice.switches) == (1, 1)  # top -> smallest -> pause -> smallest
 
 
 def test_a_failed_step_up_doubles_the_hold() -> None:
@@ -135,6 +153,8 @@ def test_a_pause_soon_after_resuming_is_a_failed_step() -> None:
     clock.advance(HOLD_S)
     assert choice.choose(RATES, PLENTY) == 0
     clock.advance(SETTLE_S)
+    assert choice.choose(RATES, 100_000) == 0
+    clock.advance(PAUSE_AFTER_S)
     assert choice.choose(RATES, 100_000) is None
     assert (choice.failed_steps, choice.hold_s, choice.pauses) == (1, 2 * HOLD_S, 2)
 
