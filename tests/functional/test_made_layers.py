@@ -19,11 +19,13 @@ MADE = {"240p": (426, 240), "120p": (214, 120)}
 
 
 @pytest.fixture
-def gateway_config() -> Config:
+def gateway_config(request: pytest.FixtureRequest) -> Config:
     config = loopback_config()
     config.processing.ladders = [
         Ladder("ladder-*", [LadderRung(240, 300), LadderRung(120, 120)]),
     ]
+    # A test may lower the processing limit (indirect parametrization).
+    config.processing.max_renditions = getattr(request, "param", config.processing.max_renditions)
     return config
 
 
@@ -71,11 +73,12 @@ def assert_continuous(received: Received) -> None:
             assert step >= 1, context  # in order, never twice within a layer
 
 
+@pytest.mark.parametrize("codec", ["VP8", "H264"])
 async def test_a_capped_viewer_gets_made_layers_made_once_and_only_while_watched(
-    gateway: RunningGateway,
+    gateway: RunningGateway, codec: str
 ) -> None:
     publisher = await whip_publish(
-        gateway.http, gateway.base, "ladder-a", [NumberedVideoTrack(*ORIGINAL, fps=30)]
+        gateway.http, gateway.base, "ladder-a", [NumberedVideoTrack(*ORIGINAL, fps=30)], codec
     )
     viewer = await whep_watch(gateway.http, gateway.base, "ladder-a", ("video",))
     other = await whep_watch(gateway.http, gateway.base, "ladder-a", ("video",))
@@ -94,7 +97,7 @@ async def test_a_capped_viewer_gets_made_layers_made_once_and_only_while_watched
         assert status == 200, body
         await steady_on(viewer.received, MADE["240p"])
         mline = await receiving(gateway, viewer)
-        assert mline["made"] and mline["layer"] == "240p"
+        assert mline["made"] and mline["layer"] == "240p" and mline["codec"] == codec
         (ladder,) = await ladder_renditions(gateway)
         assert ladder["decoders"] == 1 and ladder["encoders"] == 1
         assert [o["layer"] for o in ladder["outputs"]] == ["240p"]
@@ -164,6 +167,35 @@ def _resolution_known(gateway: RunningGateway) -> bool:
         for room in gateway.registry.rooms.values()
         for p in room.publishers
     )
+
+
+@pytest.mark.parametrize("gateway_config", [1], indirect=True)
+async def test_a_made_layer_past_the_processing_limit_is_refused_and_the_viewer_stays(
+    gateway: RunningGateway,
+) -> None:
+    publisher = await whip_publish(
+        gateway.http, gateway.base, "ladder-c", [NumberedVideoTrack(*ORIGINAL, fps=30)]
+    )
+    first = await whep_watch(gateway.http, gateway.base, "ladder-c", ("video",))
+    second = await whep_watch(gateway.http, gateway.base, "ladder-c", ("video",))
+    try:
+        await steady_on(second.received, ORIGINAL)
+        status, body = await put_layer(gateway, first, {"layer": "240p"})
+        assert status == 200, body
+        await steady_on(first.received, MADE["240p"])
+        # The one rendition encoder the limit allows is taken: 503, and nothing changes.
+        status, body = await put_layer(gateway, second, {"layer": "120p"})
+        assert status == 503 and body["error"] == "too-many-renditions", body
+        seen = len(second.received.size_log)
+        await wait_for(lambda: len(second.received.size_log) >= seen + 15, timeout=10)
+        assert set(second.received.size_log[seen:]) == {ORIGINAL}
+        # The same rung is shared, not a second encoder: allowed.
+        status, body = await put_layer(gateway, second, {"layer": "240p"})
+        assert status == 200, body
+        await steady_on(second.received, MADE["240p"])
+    finally:
+        for peer in (first, second, publisher):
+            await peer.close(gateway.http, gateway.base)
 
 
 async def test_a_room_without_a_ladder_has_no_made_layers(gateway: RunningGateway) -> None:
