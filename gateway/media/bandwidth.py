@@ -119,6 +119,12 @@ class BandwidthEstimate:
         self.received_bps = received_bps
         self._judge(fraction_lost, self._clock(), False)
 
+    def probed(self, bps: float) -> None:
+        """A probe showed the link carries ``bps`` (padding up to it, no congestion): the
+        estimate is at least that, whatever its growth had reached."""
+        self._set(max(self._bps, bps))
+        self._grown_at = self._clock()
+
     def on_remb(self, bps: float) -> None:
         self.remb_bps = bps
 

@@ -24,6 +24,9 @@ PAUSE_MARGIN = 4 / 3
 # dips below the new layer for a second or two (measured: bench/results/simulcast.md).
 PAUSE_AFTER_S = 3.0
 MAX_HOLD_S = 32.0
+# A step up may be probed for while the next layer needs up to this many times the budget:
+# the estimate grows only 8%/s (2x in 9 s), a probe answers in a second.
+PROBE_REACH = 2.0
 # A step down this soon after a step up means the step up failed (the estimate had grown
 # past what the link carries: nothing but trying tells, see docs/architecture.md): the
 # hold before the next one doubles. This long without a failure resets it.
@@ -41,9 +44,11 @@ class LayerChoice:
     change settled); when not even the smallest nearly fits, video pauses (``paused``).
 
     With ``probing``, a step up that is due is not made at once: ``probe`` names the level
-    wanted, the owner pads the link up to that level's rate, and ``probed`` says whether
-    the link carried it: the step is made, or counted as failed (the hold doubles) without
-    the viewer ever seeing the congestion a failed step up costs.
+    wanted (when the hold has passed and the level needs no more than PROBE_REACH times
+    the budget, not only 7/8 of it), the owner pads the link up to that level's rate, and
+    ``probed`` says whether the link carried it: the step is made (the owner raises the
+    estimate to what the probe showed), or counted as failed (the hold doubles) without the
+    viewer ever seeing the congestion a failed step up costs.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, probing: bool = False) -> None:
@@ -107,13 +112,14 @@ class LayerChoice:
                 self._set(None if short_for >= PAUSE_AFTER_S else 0, now)
         elif (current is None or current < top) and now - self._changed_at >= self.hold_s:
             step = 0 if current is None else current + 1
-            if rates[step] <= UP_SHARE * budget_bps:
-                if self.probing and current is not None:
-                    if self.probe is None:
-                        self.probe = step
-                        self.probes += 1
-                else:
-                    self._set(step, now)
+            if self.probing and current is not None:
+                # A probe finds out what the estimate would take seconds of growth to
+                # believe: tried for a layer up to PROBE_REACH times the budget.
+                if self.probe is None and rates[step] <= PROBE_REACH * budget_bps:
+                    self.probe = step
+                    self.probes += 1
+            elif rates[step] <= UP_SHARE * budget_bps:
+                self._set(step, now)
         return self.level
 
     def probed(self, carried: bool) -> None:

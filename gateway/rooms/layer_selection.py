@@ -36,6 +36,9 @@ PEAK_DECAY = 0.98
 ORIGINAL = ""
 # The viewer's feedback on a probe's last packets arrives about this long after them.
 PROBE_FEEDBACK_S = 0.3
+# A probe pads this much past the next layer's rate: what it shows then holds the layer
+# with a little room (its rate swings).
+PROBE_OVERSHOOT = 1.1
 
 
 @dataclass
@@ -60,6 +63,8 @@ class _Probing:
     probe: Probe
     cuts: int  # the estimate's cuts and overuses when it started: more is a failure
     overuses: int
+    needs_bps: float  # what must get through for it to pass: audio and the wanted layer
+    carried_bps: float = 0.0  # the most that got through in a feedback window meanwhile
 
 
 class LayerSelection:
@@ -243,9 +248,12 @@ class LayerSelection:
             self._stepped_down.add(mid)
         if choice.probe is not None and mid not in self._probes and level is not None:
             estimate = self.link.estimate
-            extra = rates[choice.probe] - rates[level]
+            wanted = PROBE_OVERSHOOT * rates[choice.probe]
             self._probes[mid] = _Probing(
-                Probe(slot.subscriber, max(extra, 0.0)), estimate.cuts, estimate.overuses
+                Probe(slot.subscriber, max(wanted - rates[level], 0.0)),
+                estimate.cuts,
+                estimate.overuses,
+                0.9 * (self.audio_bps + wanted),
             )
         if level is None:
             if not was_paused:
@@ -276,13 +284,18 @@ class LayerSelection:
         if running is None:
             return
         estimate = self.link.estimate
+        running.carried_bps = max(running.carried_bps, estimate.received_bps)
         congested = estimate.cuts > running.cuts or estimate.overuses > running.overuses
         over = time.monotonic() >= running.probe.ends_at + PROBE_FEEDBACK_S
         if congested or over or choice.probe is None:
             running.probe.close()
             del self._probes[mid]
             if choice.probe is not None:
-                choice.probed(not congested)
+                # It passes with no congestion, and the padded rate measured through.
+                carried = not congested and running.carried_bps >= running.needs_bps
+                if carried:
+                    estimate.probed(running.carried_bps)
+                choice.probed(carried)
 
     def _move(
         self, slot: SenderSlot, track: Publisher, rid: str | None, at_once: bool = False

@@ -229,3 +229,14 @@ def test_a_loss_cut_waits_for_the_last_cut_to_settle() -> None:
     clock.advance(SETTLE_S)
     est.on_receiver_report(0.4, 0.0)
     assert (est.cuts, est.bps) == (2, pytest.approx(720_000))
+
+
+def test_a_passed_probe_raises_the_estimate_to_what_got_through() -> None:
+    clock, est = setup()
+    est.probed(2_500_000)
+    assert est.bps == 2_500_000
+    est.probed(500_000)  # less than it believes already: no cut
+    assert est.bps == 2_500_000
+    clock.advance(1.0)
+    est.on_receiver_report(0.0, 2_000_000)  # growth counts from the probe
+    assert est.bps == pytest.approx(2_500_000 * 1.08)

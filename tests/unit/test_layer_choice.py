@@ -10,6 +10,7 @@ from gateway.media.layer_choice import (
     MAX_HOLD_S,
     PAUSE_AFTER_S,
     PAUSE_MARGIN,
+    PROBE_REACH,
     SETTLE_S,
     STABLE_S,
     LayerChoice,
@@ -235,3 +236,14 @@ def test_a_probe_is_dropped_when_the_current_layer_no_longer_fits() -> None:
     assert choice.choose(RATES, RATES[0]) == 0 and choice.probe is None
     choice.probed(True)  # a late verdict on a dropped probe changes nothing
     assert choice.level == 0
+
+
+def test_a_probe_is_tried_for_a_layer_up_to_twice_the_budget() -> None:
+    assert PROBE_REACH == 2.0
+    clock, choice = started(0)
+    choice.probing = True
+    clock.advance(HOLD_S)
+    assert choice.choose(RATES, 249_000) == 0 and choice.probe is None  # 500k > 2 x 249k
+    assert choice.choose(RATES, 250_000) == 0 and choice.probe == 1  # far from 7/8: tried
+    choice.probed(True)
+    assert choice.level == 1

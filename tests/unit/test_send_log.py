@@ -105,3 +105,20 @@ def test_size_is_capped_at_16_bits() -> None:
     log = SendLog(Clock())
     log.stamp(70_000)
     assert log.read(feedback(0, [R])).received_bytes == 0xFFFF
+
+
+def test_what_was_sent_before_forgive_counts_as_throughput_only() -> None:
+    clock = Clock(1.0)
+    log = SendLog(clock)
+    for size in (1000, 700, 300):  # the old layer's, into a queue
+        log.stamp(size)
+    clock.advance(0.1)
+    log.forgive()  # stepped down: its congestion is answered
+    log.stamp(200)
+    summary = log.read(feedback(0, [R, N, N, R]))
+    # The old packets' loss and delays are not judged; what got through still counts.
+    assert (summary.received, summary.lost, summary.received_bytes) == (1, 0, 1200)
+    assert len(summary.delays) == 1 and log.forgiven == 3
+    # Reported again, even as received: settled, never counted again.
+    again = log.read(feedback(0, [R, R, R]))
+    assert (again.received, again.lost, again.received_bytes) == (0, 0, 0)
