@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from .frames import EncodedFrame, is_keyframe, starts_frame
+from .frames import EncodedFrame, is_keyframe, starts_frame, vp8_temporal_id
 
 # How long a missing packet is waited for (NACK round trip) before the frames
 # behind it are given up on and the stream restarts at the next frame boundary.
@@ -43,6 +43,7 @@ class FrameAssembler:
     def __init__(self, codec: str, kind: str) -> None:
         self.codec = codec
         self.is_video = kind == "video"
+        self._vp8 = codec == "VP8"
         self._slots: dict[int, _Slot] = {}
         self._next: int | None = None  # extended seq that starts the next frame
         self._highest: int | None = None  # highest extended seq seen
@@ -144,6 +145,7 @@ class FrameAssembler:
                     discontinuity=self._discontinuity,
                     arrival_ms=parts[-1].arrival_ms,
                     ssrc=first.rtp.ssrc,
+                    temporal_id=vp8_temporal_id(first.rtp.payload) if self._vp8 else None,
                 )
             )
             self._discontinuity = False

@@ -30,6 +30,9 @@ class EncodedFrame:
     # When it was captured, in seconds on a clock every layer of its track shares (the
     # sender's, from its RTCP sender reports); None before a report came.
     captured: float | None = None
+    # Its VP8 temporal layer (TID), where the sender sends temporal layers (Chromium's
+    # simulcast, L1T3): a frame of a higher one may be left out for a lower frame rate.
+    temporal_id: int | None = None
 
 
 @dataclass(slots=True)
@@ -46,6 +49,7 @@ class OutgoingFrame:
     # layers and pipelines: the track's own timeline); None where unknown. A viewer
     # switched between layers continues its timestamps by it.
     captured: float | None = None
+    temporal_id: int | None = None  # VP8 temporal layer, as EncodedFrame's
 
 
 def capture_ticks(before: float | None, after: float | None) -> int | None:
@@ -74,6 +78,26 @@ def vp8_picture_id(payload: bytes) -> int | None:
     if len(payload) < 4 or not payload[0] & 0x80 or not payload[1] & 0x80 or not payload[2] & 0x80:
         return None
     return ((payload[2] & 0x7F) << 8) | payload[3]
+
+
+def vp8_temporal_id(payload: bytes) -> int | None:
+    """The temporal layer index (TID) of a VP8 RTP payload descriptor (RFC 7741 4.2), if
+    it carries one (the T bit); else None."""
+    if len(payload) < 2 or not payload[0] & 0x80:
+        return None
+    flags = payload[1]
+    if not flags & 0x20:  # T: no TID
+        return None
+    offset = 2
+    if flags & 0x80:  # I: a picture ID of one or two bytes
+        if len(payload) <= offset:
+            return None
+        offset += 2 if payload[offset] & 0x80 else 1
+    if flags & 0x40:  # L: TL0PICIDX
+        offset += 1
+    if len(payload) <= offset:
+        return None
+    return payload[offset] >> 6
 
 
 def with_vp8_picture_id(payload: bytes, picture_id: int) -> bytes:

@@ -170,6 +170,7 @@ class Publisher:
             ntp_time=current_ntp_time(),
             # Without sender reports: the track's own timeline (its made layers' too).
             captured=frame.captured if frame.captured is not None else pts / self._clock_rate,
+            temporal_id=frame.temporal_id,
         )
         self.frames_in += 1
         self.bytes_in += len(frame.data)

@@ -48,6 +48,19 @@ class SenderSlot:
         self._last: Subscriber | None = None
         # A subscriber waiting for its source's keyframe to take over (switch()).
         self._standby: Subscriber | None = None
+        self._max_fps: float | None = None
+
+    @property
+    def max_fps(self) -> float | None:
+        """The viewer's frame-rate cap, kept by every subscriber that feeds this slot."""
+        return self._max_fps
+
+    @max_fps.setter
+    def max_fps(self, fps: float | None) -> None:
+        self._max_fps = fps
+        for subscriber in (self.subscriber, self._standby):
+            if subscriber is not None:
+                subscriber.max_fps = fps
 
     def bind(self, transceiver: RTCRtpTransceiver) -> None:
         tap.attach_sender(transceiver.sender, self._started, self._keyframe_request, self._nack)
@@ -58,6 +71,8 @@ class SenderSlot:
         previous = self.subscriber
         if previous is subscriber:
             return
+        if subscriber is not None:
+            subscriber.max_fps = self._max_fps
         if previous is not None:
             previous.stop()
             self._last = previous
@@ -76,6 +91,7 @@ class SenderSlot:
             return
         self._drop_standby()
         self._standby = subscriber
+        subscriber.max_fps = self._max_fps
         subscriber.stand_by(self.output, lambda: self._take_over(subscriber))
 
     def _take_over(self, subscriber: Subscriber) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import struct
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,11 @@ WIRE_OVERHEAD = 10 + 8 + 20
 # at most; libwebrtc's largest is 224 too).
 MAX_PADDING = 224
 PADDING_OVERHEAD = _HEADER_CC.size + WIRE_OVERHEAD  # a padding packet's bytes besides it
+# A frame-rate cap reads the source's temporal layers from its last frames: their rate, and
+# each layer's share of them (L1T3: 1/4, 1/4, 1/2), judged again every few frames.
+TEMPORAL_WINDOW = 32
+TEMPORAL_JUDGE_EVERY = 8
+FPS_TOLERANCE = 1.15  # a cap of 15 takes 15.x fps (a 30 fps source's two lower layers)
 
 
 class Subscriber:
@@ -89,6 +95,36 @@ class Subscriber:
         self._last_picture_id: int | None = None
         self._picture_id_resume: int | None = None
         self._picture_id_offset = 0
+        # The viewer's frame-rate cap: frames of VP8 temporal layers above what fits in it
+        # are left out (no decoder needs them; their picture IDs are closed up). A source
+        # without temporal layers is sent whole.
+        self._max_fps: float | None = None
+        self._temporal: deque[tuple[int, int]] = deque(maxlen=TEMPORAL_WINDOW)
+        self._max_temporal_id: int | None = None  # None: every layer
+        self.temporal_drops = 0
+
+    @property
+    def max_fps(self) -> float | None:
+        return self._max_fps
+
+    @max_fps.setter
+    def max_fps(self, fps: float | None) -> None:
+        if fps != self._max_fps:
+            self._max_fps = fps
+            self._temporal.clear()
+            self._max_temporal_id = None
+
+    def _leave_out(self, frame: OutgoingFrame) -> bool:
+        """Whether ``frame`` is of a temporal layer above the viewer's frame-rate cap."""
+        tid = frame.temporal_id
+        if tid is None or self._max_fps is None:
+            return False
+        recent = self._temporal
+        recent.append((frame.timestamp, tid))
+        if len(recent) % TEMPORAL_JUDGE_EVERY == 0 or len(recent) == TEMPORAL_WINDOW:
+            self._max_temporal_id = _max_temporal_id(recent, self._max_fps)
+        limit = self._max_temporal_id
+        return limit is not None and tid > limit and not frame.keyframe
 
     def continue_from(self, previous: Subscriber) -> None:
         """Take over a transceiver from ``previous``: same sequence, no timestamp jump back."""
@@ -172,6 +208,11 @@ class Subscriber:
                 self.skipped_until_keyframe += 1
                 return
             self._waiting_for_keyframe = False
+        if self._max_fps is not None and self._leave_out(frame):
+            self.temporal_drops += 1
+            # The next frame sent takes this one's picture ID: the viewer sees no gap.
+            self._picture_id_offset = (self._picture_id_offset - 1) & 0x7FFF
+            return
         if output.backlog() > self._max_backlog:
             self.dropped_backlog += 1
             if self.kind == "video":
@@ -290,6 +331,25 @@ class Subscriber:
             "retransmissions": self.retransmissions,
             "resends_skipped": self.resends_skipped,
             "padding_bytes": self.padding_bytes,
+            "temporal_drops": self.temporal_drops,
             "paused_frames": self.paused_frames,
             "time_to_first_frame_ms": self.time_to_first_frame_ms,
         }
+
+
+def _max_temporal_id(recent: deque[tuple[int, int]], max_fps: float) -> int | None:
+    """The highest temporal layer whose frames, with those of the layers below, come at no
+    more than ``max_fps`` (0 at least), from ``recent`` (timestamp, TID) frames of 90 kHz;
+    None (all) while too few frames tell."""
+    if len(recent) < TEMPORAL_JUDGE_EVERY:
+        return None
+    span = (recent[-1][0] - recent[0][0]) / 90000  # the track's unwrapped timeline
+    if span <= 0:
+        return None
+    fps = (len(recent) - 1) / span
+    allowed = 0
+    for tid in sorted({t for _, t in recent}):
+        share = sum(1 for _, t in recent if t <= tid) / len(recent)
+        if fps * share <= max_fps * FPS_TOLERANCE:
+            allowed = tid
+    return allowed

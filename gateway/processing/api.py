@@ -93,8 +93,8 @@ async def switch_pipeline(request: web.Request) -> web.Response:
 
 
 async def switch_layer(request: web.Request) -> web.Response:
-    """PUT {"layer": RID or null, "max_width"?, "max_height"?, "mid"?}: another simulcast
-    layer of the video a session receives, without renegotiation."""
+    """PUT {"layer": RID or null, "max_width"?, "max_height"?, "max_fps"?, "mid"?}: another
+    simulcast layer of the video a session receives, without renegotiation."""
     registry = request.app[REGISTRY]
     who = await caller(request)
     session = registry.session(request.match_info["session"], who)
@@ -102,7 +102,7 @@ async def switch_layer(request: web.Request) -> web.Response:
     body = await _json_body(request)
     message = messages.Layer.build(body, None)  # a 400 for any malformed field
     switched = session.switch_layer(
-        message.layer, message.mid, message.max_width, message.max_height
+        message.layer, message.mid, message.max_width, message.max_height, message.max_fps
     )
     return web.json_response(
         {"session": session.id, "mids": switched, "receiving": session.media.receiving()}

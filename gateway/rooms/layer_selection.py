@@ -49,6 +49,7 @@ class Cap:
     rid: str | None = None
     max_width: int | None = None
     max_height: int | None = None
+    max_fps: float | None = None  # applied by the slot (temporal layers left out)
 
 
 @dataclass
@@ -204,7 +205,7 @@ class LayerSelection:
             ladder.append((0.0, cap.rid))  # asked for, its size not yet known
         if not ladder:
             return None
-        if cap == Cap() and track.layers:
+        if (cap.rid, cap.max_width, cap.max_height) == (None, None, None) and track.layers:
             followed = next((str(i["rid"]) for i in layers if i["followed"]), None)
             if ladder[-1][1] == followed:
                 ladder[-1] = (ladder[-1][0], None)  # the track itself: it follows this one

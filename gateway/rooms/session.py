@@ -184,10 +184,11 @@ class Session:
         mid: str | None = None,
         max_width: int | None = None,
         max_height: int | None = None,
+        max_fps: float | None = None,
     ) -> list[str]:
         """Receive another simulcast layer (SessionMedia.switch_layer)."""
         self._check_open()
-        return self.media.switch_layer(layer, mid, max_width, max_height)
+        return self.media.switch_layer(layer, mid, max_width, max_height, max_fps)
 
     def unpublish(self, publisher: Publisher) -> None:
         """Stop forwarding one of this session's tracks (its m-line stays until renegotiated)."""

@@ -578,11 +578,13 @@ class SessionMedia:
         mid: str | None = None,
         max_width: int | None = None,
         max_height: int | None = None,
+        max_fps: float | None = None,
     ) -> list[str]:
         """Receive another simulcast layer of the video this session receives, without
         renegotiating (the same transceiver and RTP stream continue; the viewer resumes at
         the layer's keyframe): ``layer`` by rid, or the largest whose picture fits
-        ``max_width`` x ``max_height``, or (neither) the best layer that flows. A
+        ``max_width`` x ``max_height``, or (neither) the best layer that flows; at most
+        ``max_fps`` frames a second where the layer has temporal layers to leave out. A
         single-layer video with made layers (processing.ladders) switches among them and
         its original alike. ``mid`` picks one m-line; otherwise every received layered
         video. Returns the mids switched."""
@@ -605,7 +607,8 @@ class SessionMedia:
             else:
                 continue
             simulcast_mids += 1
-            self.selection.set_cap(key, Cap(layer, max_width, max_height))
+            self.selection.set_cap(key, Cap(layer, max_width, max_height, max_fps))
+            slot.max_fps = max_fps
             waiting = slot.standby.source if slot.standby is not None else None
             if target is current and waiting is not None:
                 slot.assign(slot.subscriber)  # back to what it receives: the switch is off

@@ -256,7 +256,8 @@ class Signal(Message):
 class Layer(Message):
     """Simulcast (docs/architecture.md#simulcast-ingest): receive another layer of the
     video a session receives: by rid, by the picture size that fits (a tile's size), or
-    the best layer that flows (neither)."""
+    the best layer that flows (neither); ``max_fps`` caps its frame rate (temporal
+    layers)."""
 
     type = "layer"
 
@@ -265,6 +266,7 @@ class Layer(Message):
     max_height: int | None = None
     session: str | None = None  # None: this socket's participant
     mid: str | None = None  # None: every received simulcast video
+    max_fps: float | None = None
 
     @classmethod
     def build(cls, data: dict[str, Any], request_id: RequestId) -> Self:
@@ -272,15 +274,28 @@ class Layer(Message):
             if not isinstance(data.get(key), str | None):
                 raise ProtocolError("invalid-message", f"{key!r} must be a string", request_id)
         sizes = [_dimension(data, key, request_id) for key in ("max_width", "max_height")]
+        max_fps = data.get("max_fps")
+        if max_fps is not None and (
+            not isinstance(max_fps, int | float)
+            or isinstance(max_fps, bool)
+            or not 1 <= max_fps <= MAX_FPS
+        ):
+            raise ProtocolError(
+                "invalid-message", f"'max_fps' must be a number, 1-{MAX_FPS}", request_id
+            )
         return cls(
             data.get("layer"),
             sizes[0],
             sizes[1],
             data.get("session"),
             data.get("mid"),
+            float(max_fps) if max_fps is not None else None,
             request_id=request_id,
             fields=data,
         )
+
+
+MAX_FPS = 240
 
 
 def _dimension(data: dict[str, Any], key: str, request_id: RequestId) -> int | None:

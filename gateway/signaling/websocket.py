@@ -391,7 +391,7 @@ class Channel:
         session = self._own(message.session) if message.session is not None else self._joined()
         self._check("subscribe", session.room.name)
         switched = session.switch_layer(
-            message.layer, message.mid, message.max_width, message.max_height
+            message.layer, message.mid, message.max_width, message.max_height, message.max_fps
         )
         self.send(
             {

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page
 
+from gateway.config import Config
 from tests.conftest import RunningGateway
 from tests.support.peers import wait_for, whep_watch
 
@@ -66,8 +67,13 @@ def flowing(gateway: RunningGateway, room: str) -> set[str]:
 
 @pytest.mark.parametrize("codec", ["VP8", "H264"])
 async def test_each_simulcast_layer_reaches_its_viewers(
-    gateway: RunningGateway, browser: Browser, codec: str
+    gateway: RunningGateway, browser: Browser, codec: str, gateway_config: Config
 ) -> None:
+    # Ingest and the viewers' own choices, not the estimate's: on a loaded machine these
+    # aiortc viewers (on the gateway's own event loop) lose packets for real, and the
+    # estimate then rightly steps them down (tests/e2e/test_viewer_bandwidth.py tests
+    # that). Read when each viewer's session is made.
+    gateway_config.media.adapt_layers = False
     context = await browser.new_context()
     page = await open_page(context, gateway.base + "/", "simulcast")
     answer = await page.evaluate(
@@ -278,3 +284,59 @@ async def test_a_chromium_viewer_switches_layers_without_a_freeze(
             )
     finally:
         await context.close()
+
+
+# The same, each layer in three temporal layers (VP8 L1T3: 1/4, 1/4 and 1/2 of the frames).
+TEMPORAL_PUBLISH = SIMULCAST_PUBLISH.replace(
+    '{rid: "q", scaleResolutionDownBy: 4}, {rid: "h", scaleResolutionDownBy: 2}, {rid: "f"},',
+    '{rid: "q", scaleResolutionDownBy: 4, scalabilityMode: "L1T3"},'
+    ' {rid: "h", scaleResolutionDownBy: 2, scalabilityMode: "L1T3"},'
+    ' {rid: "f", scalabilityMode: "L1T3"},',
+)
+
+
+async def test_a_frame_rate_cap_leaves_out_temporal_layers(
+    gateway: RunningGateway, browser: Browser
+) -> None:
+    assert TEMPORAL_PUBLISH != SIMULCAST_PUBLISH
+    context = await browser.new_context()
+    page = await open_page(context, gateway.base + "/", "temporal layers")
+    await page.evaluate(
+        TEMPORAL_PUBLISH,
+        {"room": "temporal", "width": CAMERA_WIDTH, "height": CAMERA_HEIGHT, "codec": "vp8"},
+    )
+    await wait_for(lambda: "temporal" in gateway.registry.rooms, timeout=15)
+    await wait_for(lambda: {"q", "h"} <= flowing(gateway, "temporal"), timeout=30)
+    viewer = await whep_watch(gateway.http, gateway.base, "temporal", ("video",), layer="h")
+    session = viewer.location.rsplit("/", 1)[1]
+    url = f"{gateway.base}/api/sessions/{session}"
+
+    async def fps_over(seconds: float) -> float:
+        before, started = len(viewer.received.size_log), time.monotonic()
+        await asyncio.sleep(seconds)
+        return (len(viewer.received.size_log) - before) / (time.monotonic() - started)
+
+    try:
+        await wait_for(lambda: len(viewer.received.size_log) > 30, timeout=30)
+        full = await fps_over(3)
+        async with gateway.http.put(url + "/layer", json={"layer": "h", "max_fps": 15}) as reply:
+            assert reply.status == 200, await reply.text()
+        await asyncio.sleep(1)  # the cap is judged from the next frames
+        capped = await fps_over(3)
+        async with gateway.http.get(url) as reply:
+            body = await reply.json()
+        (egress,) = body["egress"].values()
+        (receiving,) = body["receiving"].values()
+        print("fps", full, "capped", capped, egress)
+        # Two of the three temporal layers: half the frames, every one decoded.
+        assert 0.35 <= capped / full <= 0.65, (full, capped)
+        assert egress["temporal_drops"] > 20, egress
+        assert receiving["selection"]["cap"] == {"rid": "h", "max_fps": 15.0}, receiving
+        assert set(viewer.received.size_log[-20:]) == {(CAMERA_WIDTH // 2, CAMERA_HEIGHT // 2)}
+        assert egress["keyframe_requests"] <= 2, egress  # no decoder lost its references
+        async with gateway.http.put(url + "/layer", json={"layer": "h"}) as reply:
+            assert reply.status == 200  # the cap lifted: every frame again
+        await asyncio.sleep(1)
+        assert await fps_over(3) >= 0.8 * full
+    finally:
+        await viewer.close(gateway.http, gateway.base)

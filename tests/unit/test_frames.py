@@ -7,7 +7,7 @@ import struct
 import av
 import pytest
 
-from gateway.media.frames import is_keyframe, starts_frame, vp8_resolution
+from gateway.media.frames import is_keyframe, starts_frame, vp8_resolution, vp8_temporal_id
 
 from .helpers import PPS, SPS, numbered_picture
 
@@ -181,3 +181,19 @@ def test_h264_payloads_that_do_not_start_a_frame(payload: bytes) -> None:
 def test_audio_payloads_always_start_a_frame() -> None:
     assert starts_frame("opus", b"\xfc") is True
     assert starts_frame("opus", b"") is False
+
+
+@pytest.mark.parametrize(
+    ("descriptor", "tid"),
+    [
+        (b"\x10", None),  # no extension
+        (b"\x90\x80\x85\x01", None),  # a picture ID, no T
+        (b"\x90\xa0\x85\x01\x80", 2),  # 15-bit picture ID, TID 2
+        (b"\x90\xa0\x05\x40", 1),  # 7-bit picture ID, TID 1
+        (b"\x90\xe0\x85\x01\x07\x00", 0),  # with TL0PICIDX, TID 0
+        (b"\x90\x20\xc0", 3),  # T alone
+        (b"\x90\xa0\x85", None),  # cut short
+    ],
+)
+def test_vp8_temporal_id(descriptor: bytes, tid: int | None) -> None:
+    assert vp8_temporal_id(descriptor + b"\x00" * 0) == tid

@@ -339,6 +339,8 @@ def test_pipeline_session_and_mid_are_strings(key: str, value: Any) -> None:
 def test_a_layer_by_tile_size() -> None:
     message = parse(json.dumps({"type": "layer", "max_width": 320, "max_height": 180, "id": 7}))
     assert message == Layer(None, 320, 180, request_id=7)
+    capped = parse(json.dumps({"type": "layer", "max_fps": 15, "id": 8}))
+    assert capped == Layer(max_fps=15.0, request_id=8)
 
 
 @pytest.mark.parametrize(
@@ -350,6 +352,10 @@ def test_a_layer_by_tile_size() -> None:
         ({"max_height": 0}, "'max_height' must be 1-16384 pixels"),
         ({"max_width": True}, "'max_width' must be 1-16384 pixels"),
         ({"max_width": 100000}, "'max_width' must be 1-16384 pixels"),
+        ({"max_fps": 0}, "'max_fps' must be a number, 1-240"),
+        ({"max_fps": "15"}, "'max_fps' must be a number, 1-240"),
+        ({"max_fps": True}, "'max_fps' must be a number, 1-240"),
+        ({"max_fps": 1000}, "'max_fps' must be a number, 1-240"),
     ],
 )
 def test_layer_fields_are_checked(fields: dict[str, Any], message: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiortc.rtp import RtpPacket
 
-from gateway.media.frames import OutgoingFrame
+from gateway.media.frames import OutgoingFrame, vp8_picture_id
 from gateway.media.send_log import SendLog
 from gateway.media.subscriber import HISTORY, Subscriber
 
@@ -336,6 +336,7 @@ async def test_stats() -> None:
         "retransmissions": 0,
         "resends_skipped": 0,
         "padding_bytes": 0,
+        "temporal_drops": 0,
         "paused_frames": 0,
     }
 
@@ -452,3 +453,46 @@ async def test_padding_probes_are_padding_only_packets_in_the_stream() -> None:
     assert video.bytes_sent == len(b"f3000.0")  # padding is no payload (RTCP's octets)
     video.push(frame(6000))  # the next frame goes on after the padding's numbers
     assert output.packets()[-1].sequence_number == (media.sequence_number + 4) & 0xFFFF
+
+
+def l1t3(number: int) -> int:
+    """The temporal layer of frame ``number`` in VP8's L1T3 pattern: 0, 2, 1, 2, ..."""
+    return (0, 2, 1, 2)[number % 4]
+
+
+def vp8_frame(number: int, keyframe: bool = False) -> OutgoingFrame:
+    """A VP8 frame as aiortc's packetizer writes it: picture ID ``number``, and a TID."""
+    descriptor = bytes((0x90, 0xA0, 0x80 | (number >> 8) & 0x7F, number & 0xFF, l1t3(number) << 6))
+    payload = descriptor + (b"\x00" if keyframe else b"\x01") + b"frame"
+    return OutgoingFrame(
+        payload[5:], [payload], number * 3000, keyframe, len(payload), 7, temporal_id=l1t3(number)
+    )
+
+
+async def test_a_frame_rate_cap_leaves_out_the_temporal_layers_above_it() -> None:
+    video, output, _ = started("video")
+    video.vp8 = True
+    video.max_fps = 15  # of a 30 fps L1T3 source: layers 0 and 1
+    for number in range(64):
+        video.push(vp8_frame(number, keyframe=number == 0))
+    sent = [vp8_picture_id(p.payload) for p in output.packets()]
+    tids = [p.payload[4] >> 6 for p in output.packets()]
+    # The first frames go out whole (too few to judge), then TID 2 is left out...
+    assert 2 not in tids[-20:] and {0, 1} <= set(tids[-20:])
+    assert video.temporal_drops > 20
+    # ...and the picture IDs the viewer sees have no gap.
+    assert sent == list(range(sent[0], sent[0] + len(sent)))
+    video.max_fps = None  # lifted: everything again
+    before = len(output.sent)
+    for number in range(64, 72):
+        video.push(vp8_frame(number))
+    assert len(output.sent) - before == 8
+
+
+async def test_without_temporal_layers_a_frame_rate_cap_leaves_nothing_out() -> None:
+    video, output, _ = started("video")
+    video.max_fps = 5
+    video.push(frame(0, keyframe=True))
+    for number in range(1, 40):
+        video.push(frame(number * 3000))
+    assert len(output.sent) == 40 and video.temporal_drops == 0
