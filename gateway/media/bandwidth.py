@@ -147,9 +147,14 @@ class BandwidthEstimate:
                 # Never below the share of what got through that an overuse keeps.
                 floor = OVERUSE_BACKOFF * self.received_bps
                 self._set(min(self._bps, max(self._bps * (1 - loss / 2), floor)))
-        elif loss < LOW_LOSS and not queued and self._bps < self.ceiling_bps:
-            grown = self._bps * (1 + GROWTH_PER_S) ** min(elapsed, 2.0)
-            self._set(min(grown, self.ceiling_bps))
+        elif loss < LOW_LOSS and not queued:
+            grown = self._bps
+            if grown < self.ceiling_bps:
+                grown = min(grown * (1 + GROWTH_PER_S) ** min(elapsed, 2.0), self.ceiling_bps)
+            # What got through with neither loss nor a queue, the link carries: an estimate
+            # cut while the path drained the sender's own backlog (retransmissions, a new
+            # layer's keyframes) is below it, and would pause a viewer the link now serves.
+            self._set(max(grown, self.received_bps))
 
     def _set(self, bps: float) -> None:
         # The ceiling bounds growth only. Lowered (the layers' rates were low while the

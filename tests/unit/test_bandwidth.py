@@ -175,7 +175,7 @@ def test_the_base_delay_is_the_least_over_base_delay_s(gap_s: float, overuse: in
 
 def test_overuse_never_raises_the_estimate() -> None:
     clock, est = setup(start=200_000)
-    window(clock, est, 0.0)
+    window(clock, est, 0.0, received=10)  # 200 kbps got through: growth is above it
     grown = est.bps
     assert grown == pytest.approx(200_000 * 1.08**0.5)
     window(clock, est, 0.1)  # 85% of 400 kbps is above the estimate
@@ -240,3 +240,15 @@ def test_a_passed_probe_raises_the_estimate_to_what_got_through() -> None:
     clock.advance(1.0)
     est.on_receiver_report(0.0, 2_000_000)  # growth counts from the probe
     assert est.bps == pytest.approx(2_500_000 * 1.08)
+
+
+def test_a_clean_window_raises_the_estimate_to_what_got_through() -> None:
+    clock, est = setup()
+    clock.advance(1.0)
+    est.on_receiver_report(0.5, 400_000)  # a cut: 750 kbps
+    clock.advance(1.0)
+    est.on_receiver_report(0.0, 900_000)  # the path drained: 900 kbps got through cleanly
+    assert est.bps == 900_000
+    clock.advance(1.0)
+    est.on_receiver_report(0.05, 2_000_000)  # with loss: no such evidence
+    assert est.bps == 900_000
