@@ -66,11 +66,14 @@ async def test_viewers_past_a_workers_cap_are_served_by_another(
             await wait_for(lambda: all(len(v.received.numbers) > 30 for v in viewers), timeout=30)
             for viewer in viewers:  # the publisher's frames, in order, at both workers
                 assert viewer.received.numbers == sorted(viewer.received.numbers)
-            # Loads as the workers' heartbeats (every 2 s) tell them.
-            for _ in range(50):
+            # Loads as the workers' heartbeats (every 2 s) tell them: both numbers, each from
+            # its own worker's last heartbeat (one CI run saw the relay's before the viewer's).
+            for _ in range(125):
                 described = await get(http, f"{front.base}/api/cluster")
                 loads = {n["id"]: n["load"] for n in described["nodes"]}
-                if sorted(load["relays_out"] for load in loads.values()) == [0, 1]:
+                if sorted(load["relays_out"] for load in loads.values()) == [0, 1] and sorted(
+                    load["viewers"] for load in loads.values()
+                ) == [1, 1]:
                     break
                 await asyncio.sleep(0.2)
             assert len(loads) == 2, described
