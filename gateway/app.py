@@ -17,6 +17,7 @@ from .auth.signed_urls import UrlSigner
 from .cluster.node import ClusterNode
 from .config import Config, check_exposure
 from .errors import GatewayError, not_found
+from .metrics import endpoint as metrics_endpoint
 from .processing import api as processing_api
 from .recording import api as recording_api
 from .recording.controller import RecordingController
@@ -169,6 +170,7 @@ def create_app(config: Config, policy: AccessPolicy | None = None) -> web.Applic
     processing_api.add_routes(app)
     whip.add_routes(app)
     whep.add_routes(app)
+    metrics_endpoint.add_routes(app)
     app.router.add_get("/ws", websocket.handler)
     app.router.add_get("/", static_file)
     app.router.add_get("/{name}", static_file)

@@ -20,6 +20,7 @@ from ..errors import GatewayError, bad_request, not_found
 from ..limits.admission import Admission
 from ..limits.buckets import RateLimit
 from ..limits.meter import RateMeter
+from ..media.track_totals import TrackTotals
 from ..processing.rendition import Rendition
 from ..processing.renditions import Renditions
 from .chat import chat_message
@@ -54,6 +55,8 @@ class Registry:
         self.drain = Drain(config.server.drain_timeout_s)
         self.rooms: dict[str, Room] = {}
         self.sessions: dict[str, Session] = {}
+        # Media counters over every track this gateway has had (/metrics).
+        self.track_totals = TrackTotals()
         self._egress_retired = 0  # bytes sent by sessions that have closed
         self.egress = RateMeter(self._egress_bytes)  # server.max_egress_mbps
         # Watchers (WS `watch`) of rooms that do not exist yet: a watch never creates a
@@ -447,7 +450,14 @@ class Registry:
         self, room: Room, role: str, transport: str, name: str = "", *, owner: Caller
     ) -> Session:
         return Session(
-            room, role, self.config, transport, name, self.renditions, owner=owner.principal
+            room,
+            role,
+            self.config,
+            transport,
+            name,
+            self.renditions,
+            owner=owner.principal,
+            totals=self.track_totals,
         )
 
     async def watch(self, name: str, listener: EventListener, caller: Caller) -> dict[str, Any]:

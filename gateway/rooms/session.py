@@ -25,6 +25,7 @@ from ..media.liveness import Liveness
 from ..media.publisher import Publisher
 from ..media.sender_slot import SenderSlot
 from ..media.subscriber import Subscriber
+from ..media.track_totals import TrackTotals
 from ..processing.renditions import Renditions
 from ..signaling import ice
 from .negotiation import Negotiation
@@ -60,6 +61,7 @@ class Session:
         name: str = "",
         renditions: Renditions | None = None,
         owner: Principal = OPEN,
+        totals: TrackTotals | None = None,
     ) -> None:
         # The resource id is a capability (WHIP/WHEP Location, the socket's own messages):
         # only the session's creator learns it. Everyone else sees the public id.
@@ -73,7 +75,7 @@ class Session:
         self._config = config
         self.pc = RTCPeerConnection(ice.rtc_configuration(config.ice))
         tap.accept_rsa_dtls_peers(self.pc)  # GStreamer and other RSA-certificate peers
-        self.media = SessionMedia(self.pc, config, room.name, self.public_id, renditions)
+        self.media = SessionMedia(self.pc, config, room.name, self.public_id, renditions, totals)
         self.created_at = time.monotonic()
         self.connected_at: float | None = None
         self.closed = False

@@ -25,6 +25,7 @@ from ..media.nack import SsrcNackSchedulers
 from ..media.publisher import Publisher
 from ..media.sender_slot import SenderSlot
 from ..media.subscriber import Subscriber
+from ..media.track_totals import TrackTotals
 from ..processing.ladder import MadeLayers
 from ..processing.output import RenditionOutput
 from ..processing.renditions import Renditions
@@ -58,8 +59,10 @@ class SessionMedia:
         room_name: str,
         owner_id: str,
         renditions: Renditions | None,
+        totals: TrackTotals | None = None,
     ) -> None:
         self.pc = pc
+        self._totals = totals  # the gateway's media counters: every track made here
         self._config = config
         self._room_name = room_name
         self._owner_id = owner_id  # the session's public id: its tracks' owner
@@ -392,6 +395,8 @@ class SessionMedia:
         }
         for rid, layer in track.layers.items():
             layer.layer_of, layer.rid = track, rid
+            if self._totals is not None:
+                self._totals.add(layer)
 
         def info() -> list[dict[str, Any]]:
             # "active": whether the publisher was asked to send it (nobody takes it: no).
@@ -460,6 +465,8 @@ class SessionMedia:
             source=source,
             owner=self._owner_id,
         )
+        if self._totals is not None:
+            self._totals.add(publisher)
         self.published[mid] = publisher
         return publisher
 

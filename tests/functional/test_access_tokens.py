@@ -207,3 +207,15 @@ async def test_lists_and_stats_need_their_grants(gateway: RunningGateway) -> Non
     assert body["auth"]["enabled"] is True
     assert body["auth"]["requests_refused"] == 2  # the list and the stats above
     assert body["auth"]["tokens_verified"] == 4
+
+
+async def test_metrics_need_the_stats_grant(gateway: RunningGateway) -> None:
+    status, body, _ = await call(gateway, "GET", "/metrics")
+    assert (status, body["error"]) == (401, "token-required")
+    status, body, _ = await call(gateway, "GET", "/metrics", headers=bearer(token("viewer", "abc")))
+    assert (status, body["error"]) == (403, "forbidden")
+    async with gateway.http.get(
+        f"{gateway.base}/metrics", headers=bearer(token("op", admin=True))
+    ) as response:
+        assert response.status == 200
+        assert "gateway_frames_forwarded_total 0.0" in await response.text()
