@@ -30,12 +30,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from tests.e2e.conftest import CAMERA_FPS, CAMERA_FRAMES, camera_frame, launch
+from tests.e2e.conftest import launch
 from tests.e2e.pages import open_page, open_watcher, wait_js, watch_stats
 from tests.e2e.test_viewer_bandwidth import (
-    BAND,
     BASE,
     GATEWAY_IP,
     LAYER_CAPS,
@@ -45,6 +42,7 @@ from tests.e2e.test_viewer_bandwidth import (
     SLOW_IP,
     TOP,
     chromium_in,
+    write_busy_camera,
 )
 from tests.support.gateway_process import start_gateway_process
 from tests.support.netns import network
@@ -80,16 +78,7 @@ def busy_camera() -> Path:
         return path
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    noise = np.random.default_rng(7)
-    with tmp.open("wb") as out:
-        out.write(f"YUV4MPEG2 W{TOP[0]} H{TOP[1]} F{CAMERA_FPS}:1 Ip A1:1 C420jpeg\n".encode())
-        for index in range(CAMERA_FRAMES):
-            luma, u, v = camera_frame(index, *TOP)
-            band = slice(TOP[1] // 8, TOP[1] // 8 + TOP[1] // BAND)
-            luma[band] = noise.integers(100, 156, luma[band].shape, dtype=np.uint8)
-            out.write(b"FRAME\n")
-            for plane in (luma, u, v):
-                out.write(np.ascontiguousarray(plane).tobytes())
+    write_busy_camera(tmp)
     tmp.rename(path)
     return path
 

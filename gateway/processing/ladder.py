@@ -93,6 +93,6 @@ class MadeLayers:
         if rung is None:
             known = ", ".join(r.rid for r in self.rungs()) or "none"
             raise not_found(
-                f"no layer {rid!r} is made of this track (made: {known})", "unknown-layer"
+                f"no layer {rid[:32]!r} is made of this track (made: {known})", "unknown-layer"
             )
         return self._renditions.acquire(self.track, LADDER, self.track.codec, self._room, rung)

@@ -141,6 +141,13 @@ def busy_camera(tmp_path_factory: pytest.TempPathFactory) -> Path:
     a few hundred kbps, as a real camera's do (the plain clip encodes to under 100 kbps at
     320x240, where one keyframe fills a rate-limited queue and both layers overlap)."""
     path = tmp_path_factory.mktemp("camera") / "busy.y4m"
+    write_busy_camera(path)
+    return path
+
+
+def write_busy_camera(path: Path) -> None:
+    """The fake camera's clip at TOP with a band of fresh noise in every frame, to ``path``
+    (also bench/simulcast_bw.py's camera)."""
     noise = np.random.default_rng(7)
     with path.open("wb") as out:
         out.write(f"YUV4MPEG2 W{TOP[0]} H{TOP[1]} F{CAMERA_FPS}:1 Ip A1:1 C420jpeg\n".encode())
@@ -151,7 +158,6 @@ def busy_camera(tmp_path_factory: pytest.TempPathFactory) -> Path:
             out.write(b"FRAME\n")
             for plane in (luma, u, v):
                 out.write(np.ascontiguousarray(plane).tobytes())
-    return path
 
 
 async def test_a_narrow_link_gets_a_lower_layer_and_climbs_back(
